@@ -1,0 +1,1 @@
+console.log('convert-legacy-stream: not implemented yet');

@@ -1,0 +1,1 @@
+console.log('verify-stream-v2: not implemented yet');

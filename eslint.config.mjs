@@ -1,0 +1,61 @@
+// Module boundaries are enforced, not just described: every project carries a
+// scope and a type tag (see each package.json "nx.tags"), and these rules say
+// what may import what.
+import nx from '@nx/eslint-plugin';
+import tseslint from 'typescript-eslint';
+
+export default [
+  { ignores: ['**/node_modules/**', '**/dist/**', '**/.nx/**', 'test-artifacts/**', 'apps/dashboard/dist/**', '**/*.js', '**/*.mjs', '**/*.cjs'] },
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts', '**/*.tsx'],
+    plugins: { '@nx': nx },
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          enforceBuildableLibDependency: false,
+          allow: [],
+          banTransitiveDependencies: true,
+          depConstraints: [
+            // The codec is the foundation: it depends on nothing of ours and nothing Node- or backend-only.
+            {
+              sourceTag: 'type:codec',
+              onlyDependOnLibsWithTags: [],
+              bannedExternalImports: ['@nestjs/*', 'bullmq', 'ioredis', '@aws-sdk/*', 'express', 'node:*', 'fs', 'net', 'http', 'crypto', 'stream'],
+            },
+            { sourceTag: 'type:contracts', onlyDependOnLibsWithTags: [], bannedExternalImports: ['@nestjs/*', 'bullmq', 'ioredis'] },
+            { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:contracts', 'type:lib', 'type:codec'] },
+            { sourceTag: 'type:testing', onlyDependOnLibsWithTags: ['type:contracts', 'type:lib', 'type:codec'] },
+            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:codec', 'type:contracts', 'type:lib', 'type:testing'] },
+            // The browser app never reaches backend libraries.
+            {
+              sourceTag: 'scope:frontend',
+              onlyDependOnLibsWithTags: ['scope:shared'],
+              bannedExternalImports: ['@nestjs/*', 'bullmq', 'ioredis', '@aws-sdk/*'],
+            },
+            { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Test helpers are for tests only: production sources may not import @ferry/testing.
+    files: ['{apps,libs}/*/src/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['@ferry/testing', '@ferry/testing/*'], message: '@ferry/testing is for tests only.' }] }],
+    },
+  },
+  {
+    files: ['**/*.test.ts'],
+    rules: { 'no-restricted-syntax': ['error', { selector: "MemberExpression[property.name='only']", message: 'No .only in committed tests.' }] },
+  },
+];
