@@ -1,1 +1,5 @@
-export {};
+export * from './toolstack';
+export * from './migration';
+export * from './jobs';
+export * from './agent';
+export * from './api';

@@ -1,0 +1,147 @@
+/**
+ * Agent <-> control plane protocol. ONE way:
+ *  - control plane -> agent: BullMQ jobs on `ferry.host.{hostId}` (see jobs.ts)
+ *  - agent -> control plane: HTTP (JSON) with `Authorization: Bearer <agent token>` on the paths below.
+ * See docs/jobs.md for the sequence diagrams.
+ */
+import type { AgentMigrationPhase } from './migration';
+import type { ByteOrder, Toolstack } from './toolstack';
+import type { AgentError, HostCapacity, HostInventory, HostJobName, HostJobResults } from './jobs';
+
+export const AGENT_API = {
+  register: '/v1/agents/register',
+  heartbeat: (hostId: string) => `/v1/agents/${encodeURIComponent(hostId)}/heartbeat`,
+  reports: (hostId: string) => `/v1/agents/${encodeURIComponent(hostId)}/reports`,
+  /** Ask to pass the point of no return (target agent, after restoring the guest paused). */
+  commit: (hostId: string, migrationId: string) =>
+    `/v1/agents/${encodeURIComponent(hostId)}/migrations/${encodeURIComponent(migrationId)}/commit`,
+  /** Decision lookup (source agent whose data connection broke after stop-copy). */
+  decision: (hostId: string, migrationId: string) =>
+    `/v1/agents/${encodeURIComponent(hostId)}/migrations/${encodeURIComponent(migrationId)}/decision`,
+} as const;
+
+/** Paths each agent serves on its `dataUrl` (agent <-> agent, v2 stream). */
+export const AGENT_DATA_API = {
+  /** PUT, body = v2 stream (application/octet-stream), `Authorization: Bearer <streamToken>`.
+   *  Responds 200 `StreamReceiveResponse` after the target has decided commit/discard. */
+  stream: (migrationId: string) => `/v1/streams/${encodeURIComponent(migrationId)}`,
+} as const;
+
+export interface StreamReceiveResponse {
+  committed: boolean;
+  bytesReceived: number;
+  reason?: string;
+}
+
+export interface RegisterRequest {
+  hostId: string;
+  /** Changes on every agent (or sim toolstack) restart: the control plane sees restarts/upgrades by it. */
+  bootId: string;
+  agentVersion: string;
+  hostname: string;
+  toolstack: Toolstack;
+  byteOrder: ByteOrder;
+  capacity: HostCapacity;
+  /** Base URL other agents PUT streams to, e.g. http://10.0.0.5:7701 */
+  dataUrl: string;
+  inventory: HostInventory;
+}
+
+export interface RegisterResponse {
+  hostId: string;
+  /** BullMQ queue to consume, and the BullMQ prefix. */
+  queueName: string;
+  queuePrefix: string;
+  heartbeatIntervalMs: number;
+  /** The control plane marks the host offline after this long without a heartbeat. */
+  offlineAfterMs: number;
+  serverTime: string;
+}
+
+export type AgentHostState = 'ready' | 'upgrading';
+
+export interface HeartbeatRequest {
+  bootId: string;
+  toolstack: Toolstack;
+  state: AgentHostState;
+  capacity: HostCapacity;
+  inventory: HostInventory;
+  /** Operation ids the agent is working on right now. */
+  activeOperations: string[];
+}
+
+export interface HeartbeatResponse {
+  ok: true;
+  /** If true the agent must call register again (e.g. the control plane lost or never saw it). */
+  reregister: boolean;
+  /** Operations the control plane wants cancelled (belt and braces next to the `cancel` job). */
+  cancelOperations: string[];
+}
+
+/** Progress of an operation. For migrations: the source reports transfer figures, the target `verifying`. */
+export interface ProgressReport {
+  type: 'progress';
+  operationId: string;
+  job: HostJobName;
+  /** Monotonic per operation and agent; stale reports (lower seq) are ignored. */
+  seq: number;
+  at: string;
+  phase: AgentMigrationPhase | 'suspending' | 'uploading' | 'downloading' | 'restoring' | 'upgrading' | 'inventory';
+  bytesDone: number;
+  bytesTotal: number;
+  round: number;
+  /** Bytes/s dirtied by the guest during the last round. */
+  dirtyRate: number;
+  /** Bytes/s on the wire. */
+  rate: number;
+  etaMs: number | null;
+  expectedDowntimeMs: number | null;
+  /** Measured, once known (target after unpause). */
+  downtimeMs: number | null;
+}
+
+export type CompletedReport = {
+  [K in HostJobName]: { type: 'completed'; operationId: string; job: K; seq: number; at: string; result: HostJobResults[K] };
+}[HostJobName];
+
+export interface FailedReport {
+  type: 'failed';
+  operationId: string;
+  job: HostJobName;
+  seq: number;
+  at: string;
+  error: AgentError;
+}
+
+export type AgentReport = ProgressReport | CompletedReport | FailedReport;
+
+/** POST reports: a batch; reports are idempotent (operationId, job, seq). */
+export interface ReportsRequest {
+  reports: AgentReport[];
+}
+export interface ReportsResponse {
+  accepted: number;
+  /** Operations among those reported that the control plane wants cancelled. */
+  cancelOperations: string[];
+}
+
+export interface CommitRequest {
+  /** The attempt from the migrate-receive payload: a stale attempt is always refused. */
+  attempt: number;
+  bytesReceived: number;
+  /** Digest of the restored (paused) guest's memory. */
+  memoryDigest: string | null;
+}
+/** commit=true: the migration is now in `committing` (point of no return): unpause on target.
+ *  commit=false: cancelled / failed meanwhile: discard the target copy (the source resumes). */
+export interface CommitResponse {
+  commit: boolean;
+  reason?: string;
+}
+export interface DecisionResponse {
+  /** 'commit': target owns the guest, source destroys its copy. 'abort': source resumes. 'pending': ask again. */
+  decision: 'commit' | 'abort' | 'pending';
+}
+
+/** Header the sender puts on the stream PUT. */
+export const STREAM_ATTEMPT_HEADER = 'x-ferry-attempt';

@@ -1,0 +1,284 @@
+/**
+ * REST DTOs shared by the control plane, the dashboard and the CLI (all under /v1).
+ * Times are ISO-8601 strings. Lists are `Page<T>` with `limit`/`offset` query parameters.
+ */
+import type { Bitness, ByteOrder, GuestType, RestoreFormat, StreamFormat, Toolstack } from './toolstack';
+import type { MigrationMode, MigrationPhase, MigrationProgress } from './migration';
+import type { HostCapacity } from './jobs';
+
+export type Role = 'viewer' | 'operator' | 'admin';
+export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+/** Body of every 4xx/5xx answer. */
+export interface ApiError {
+  statusCode: number;
+  error: string;
+  message: string;
+  /** Validation failures: one entry per field, e.g. { field: 'mode', rule: 'one of live|cold' }. */
+  issues?: { field: string; rule: string }[];
+}
+
+// ---------- hosts ----------
+
+/** online: heartbeating; offline: no heartbeat for offlineAfterMs; upgrading: toolstack restart in progress. */
+export type HostState = 'online' | 'offline' | 'upgrading';
+
+export interface HostDto {
+  id: string;
+  hostname: string;
+  toolstack: Toolstack;
+  byteOrder: ByteOrder;
+  state: HostState;
+  /** Operator/campaign flags: no new work lands on a draining or maintenance host. */
+  draining: boolean;
+  maintenance: boolean;
+  capacity: HostCapacity;
+  used: { memoryMiB: number; guests: number };
+  lastHeartbeatAt: string | null;
+  registeredAt: string;
+  bootId: string;
+  agentVersion: string;
+  dataUrl: string;
+  /** Campaign currently working on this host, if any. */
+  campaignId: string | null;
+}
+
+export interface MaintenanceRequest {
+  enabled: boolean;
+}
+export interface DrainRequest {
+  /** true (default): also move the guests away (live migrations to compatible hosts). */
+  evacuate?: boolean;
+}
+
+// ---------- vms ----------
+
+export type VmState = 'running' | 'paused' | 'migrating' | 'suspending' | 'suspended' | 'resuming' | 'missing';
+
+export interface CheckpointSummary {
+  id: string;
+  vmId: string;
+  createdAt: string;
+  sourceHostId: string;
+  bytes: number;
+  sha256: string;
+  memoryDigest: string | null;
+}
+
+export interface VmDto {
+  id: string;
+  name: string;
+  /** null while suspended (it lives in the suspend-store). */
+  hostId: string | null;
+  type: GuestType;
+  guestWidth: Bitness | null;
+  memoryMiB: number;
+  vcpus: number;
+  state: VmState;
+  /** Sim guests: digest of guest memory as last reported by the agent. */
+  memoryDigest: string | null;
+  latestCheckpoint: CheckpointSummary | null;
+  /** Active migration or operation, if any. */
+  activeOperationId: string | null;
+  updatedAt: string;
+}
+
+export interface SuspendRequest {
+  /** nothing yet; reserved */
+  reason?: string;
+}
+export interface ResumeRequest {
+  /** Host to resume on; the scheduler picks a compatible one when absent. */
+  host?: string;
+}
+
+export type OperationKind = 'suspend' | 'resume' | 'upgrade' | 'inventory';
+export type OperationState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export interface OperationDto {
+  id: string;
+  kind: OperationKind;
+  vmId: string | null;
+  hostId: string | null;
+  state: OperationState;
+  phase: string;
+  progress: { bytesDone: number; bytesTotal: number };
+  checkpointId: string | null;
+  campaignId: string | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+// ---------- migrations ----------
+
+export interface CreateMigrationRequest {
+  vm: string;
+  /** Target host id; the scheduler picks one when absent. */
+  target?: string;
+  mode: MigrationMode;
+  /** Cap in MiB/s. */
+  bandwidth?: number;
+}
+
+export interface MigrationDto {
+  id: string;
+  vmId: string;
+  sourceHostId: string;
+  /** Chosen target (null while queued without one). */
+  targetHostId: string | null;
+  requestedTargetHostId: string | null;
+  mode: MigrationMode;
+  bandwidthMiBps: number | null;
+  phase: MigrationPhase;
+  progress: MigrationProgress;
+  /** A cancel now would leave the VM on its source. */
+  cancellable: boolean;
+  cancelRequested: boolean;
+  pointOfNoReturn: { phase: 'committing'; passed: boolean };
+  /** Why it is still queued (limits, no compatible target, backoff), when queued. */
+  waitingReason: string | null;
+  restore: RestoreFormat | null;
+  attempt: number;
+  maxAttempts: number;
+  nextAttemptAt: string | null;
+  error: { code: string; message: string } | null;
+  campaignId: string | null;
+  createdAt: string;
+  updatedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface MigrationListQuery {
+  phase?: MigrationPhase;
+  vm?: string;
+  host?: string;
+  campaign?: string;
+  /** active = not terminal */
+  active?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+// ---------- campaigns ----------
+
+export interface HostSelector {
+  ids?: string[];
+  bitness?: Bitness;
+  streamFormat?: StreamFormat;
+  xenVersion?: string;
+}
+
+export type CampaignStrategy = 'evacuate-and-return' | 'suspend-and-resume';
+
+export interface CreateCampaignRequest {
+  name?: string;
+  hosts: HostSelector;
+  strategy: CampaignStrategy;
+  maxParallelHosts: number;
+  maxParallelMigrations: number;
+  onError: 'stop' | 'continue';
+  /** Default: 64-bit v2 (DEFAULT_UPGRADE_TOOLSTACK). */
+  targetToolstack?: Toolstack;
+}
+
+export type CampaignState = 'running' | 'paused' | 'aborting' | 'aborted' | 'completed' | 'failed';
+export type CampaignHostStepState =
+  | 'pending'
+  | 'draining'
+  | 'upgrading'
+  | 'awaiting-return'
+  | 'refilling'
+  | 'done'
+  | 'failed'
+  | 'skipped';
+
+export interface CampaignVmPlan {
+  vmId: string;
+  action: 'migrate' | 'suspend';
+  /** evacuate-and-return: host the VM is parked on while its home upgrades. */
+  parkOn: string | null;
+  /** State of this VM's step (only in a running campaign). */
+  state?: 'pending' | 'parked' | 'returned' | 'failed';
+  /** Operation/migration ids, as they happen. */
+  outOperationId?: string | null;
+  backOperationId?: string | null;
+  error?: string | null;
+}
+
+export interface CampaignHostPlan {
+  hostId: string;
+  order: number;
+  toolstackBefore: Toolstack;
+  toolstackAfter: Toolstack;
+  vms: CampaignVmPlan[];
+  state?: CampaignHostStepState;
+  error?: string | null;
+  startedAt?: string | null;
+  finishedAt?: string | null;
+}
+
+export interface CampaignBlocker {
+  hostId: string | null;
+  vmId: string | null;
+  code: 'NO_HOSTS' | 'HOST_OFFLINE' | 'NO_COMPATIBLE_TARGET' | 'NO_CAPACITY' | 'HOST_BUSY' | 'ALREADY_UPGRADED' | 'IN_OTHER_CAMPAIGN';
+  message: string;
+}
+
+export interface CampaignPlanDto {
+  request: CreateCampaignRequest;
+  hosts: CampaignHostPlan[];
+  blockers: CampaignBlocker[];
+  /** true when there are no blockers. */
+  feasible: boolean;
+}
+
+export interface CampaignDto {
+  id: string;
+  name: string;
+  state: CampaignState;
+  request: CreateCampaignRequest;
+  hosts: CampaignHostPlan[];
+  blockers: CampaignBlocker[];
+  counts: { hostsTotal: number; hostsDone: number; hostsFailed: number };
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+// ---------- events (SSE on GET /v1/events) ----------
+
+export type EventEntity = 'host' | 'vm' | 'migration' | 'campaign' | 'operation';
+
+export type FerryEventType =
+  | 'host.updated'
+  | 'host.offline'
+  | 'vm.updated'
+  | 'migration.updated'
+  | 'migration.progress'
+  | 'operation.updated'
+  | 'campaign.updated';
+
+/** One SSE message: `id:` = Redis stream id (send Last-Event-ID to resume), `event:` = type, `data:` = JSON of this. */
+export interface FerryEvent {
+  id: string;
+  type: FerryEventType;
+  at: string;
+  entity: EventEntity;
+  entityId: string;
+  data: HostDto | VmDto | MigrationDto | OperationDto | CampaignDto | Record<string, unknown>;
+}
+
+export interface HealthDto {
+  status: 'ok' | 'error';
+  checks: Record<string, 'ok' | string>;
+}
