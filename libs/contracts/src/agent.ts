@@ -82,6 +82,8 @@ export interface HeartbeatResponse {
 export interface ProgressReport {
   type: 'progress';
   operationId: string;
+  /** `attempt` from the job payload: reports of an older attempt are ignored. */
+  attempt: number;
   job: HostJobName;
   /** Monotonic per operation and agent; stale reports (lower seq) are ignored. */
   seq: number;
@@ -101,12 +103,13 @@ export interface ProgressReport {
 }
 
 export type CompletedReport = {
-  [K in HostJobName]: { type: 'completed'; operationId: string; job: K; seq: number; at: string; result: HostJobResults[K] };
+  [K in HostJobName]: { type: 'completed'; operationId: string; attempt: number; job: K; seq: number; at: string; result: HostJobResults[K] };
 }[HostJobName];
 
 export interface FailedReport {
   type: 'failed';
   operationId: string;
+  attempt: number;
   job: HostJobName;
   seq: number;
   at: string;

@@ -1,1 +1,167 @@
-console.log('convert-legacy-stream: not implemented yet');
+/**
+ * convert-legacy-stream: a drop-in for Xen's tools/python/scripts/convert-legacy-stream
+ * (libxl runs it through LIBXL_CONVERT_HELPER with --in FD --out FD --width --guest
+ * --format libxl). Same options, same output bytes, same exit codes: 0 converted,
+ * 1 stream error (and a missing required option), 2 what cannot be converted or an
+ * internal error (optparse's exit code for a bad option value, too). Extras:
+ * `--width auto` and `--guest-type auto` decide from the stream.
+ */
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { UnsupportedStreamError, convertLegacy, isStreamCodecError } from '@ferry/stream-codec';
+import { openInput } from '../io';
+import { expandLongOptions, openOutputFd, writeToFd } from '../commands/stream-convert';
+
+const PROG = 'convert-legacy-stream';
+const VERSION = '1';
+
+const OPTIONS = {
+  in: { type: 'string', short: 'i' },
+  out: { type: 'string', short: 'o' },
+  width: { type: 'string', short: 'w' },
+  'guest-type': { type: 'string', short: 'g' },
+  format: { type: 'string', short: 'f', default: 'libxc' },
+  verbose: { type: 'boolean', short: 'v', default: false },
+  xl: { type: 'boolean', short: 'x', default: false },
+  'skip-qemu': { type: 'boolean', default: false },
+  syslog: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', default: false },
+} as const;
+
+const USAGE = `Usage: ${PROG} [options] -i INPUT -o OUTPUT -w WIDTH -g GUEST
+
+Convert a legacy stream to a v2 (or later) stream
+
+Options:
+  --version             show program's version number and exit
+  -h, --help            show this help message and exit
+  -i <FD or FILE>, --in=<FD or FILE>
+                        Legacy input to convert
+  -o <FD or FILE>, --out=<FD or FILE>
+                        v2 (or later) format output
+  -w <32/64/auto>, --width=<32/64/auto>
+                        Legacy toolstack bitness ('auto': detect from the stream)
+  -g <pv/hvm/auto>, --guest-type=<pv/hvm/auto>
+                        Type of guest in stream ('auto': detect from the stream)
+  -f <libxc|libxl>, --format=<libxc|libxl>
+                        Desired format of the outgoing stream (defaults to
+                        libxc)
+  -v, --verbose         Summarise stream contents
+  -x, --xl              Is an \`xl\` header present in the stream? (default no)
+  --skip-qemu           Skip processing of the qemu tail? (default no)
+  --syslog              Log to syslog instead of stdout
+`;
+
+let toSyslog = false;
+function syslog(prio: 'info' | 'err', msg: string): void {
+  if (!toSyslog) return;
+  try {
+    spawnSync('logger', ['-t', `${PROG}[${process.pid}]`, '-p', `user.${prio}`, '--', msg], { stdio: 'ignore' });
+  } catch {
+    /* no logger(1): stderr still has it */
+  }
+}
+
+function usageError(msg: string): number {
+  process.stderr.write(`Usage: ${PROG} [options] -i INPUT -o OUTPUT -w WIDTH -g GUEST\n\n${PROG}: error: ${msg}\n`);
+  return 2;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let values: { [K in keyof typeof OPTIONS]?: string | boolean };
+  try {
+    values = parseArgs({ args: expandLongOptions(argv, Object.keys(OPTIONS)), options: OPTIONS, allowPositionals: true, strict: true }).values;
+  } catch (e) {
+    return usageError((e as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const width = values.width as string | undefined;
+  const guest = values['guest-type'] as string | undefined;
+  const format = values.format as string;
+  if (width !== undefined && !['32', '64', 'auto'].includes(width)) return usageError(`option -w: invalid choice: '${width}' (choose from '32', '64', 'auto')`);
+  if (guest !== undefined && !['pv', 'hvm', 'auto'].includes(guest)) return usageError(`option -g: invalid choice: '${guest}' (choose from 'pv', 'hvm', 'auto')`);
+  if (!['libxc', 'libxl'].includes(format)) return usageError(`option -f: invalid choice: '${format}' (choose from 'libxc', 'libxl')`);
+  if (values.in === undefined || values.out === undefined || width === undefined || guest === undefined) {
+    process.stderr.write(USAGE);
+    return 1;
+  }
+  toSyslog = values.syslog === true;
+  const verbose = values.verbose === true;
+  const info = (line: string) => {
+    if (!verbose) return;
+    if (toSyslog) for (const l of line.split('\n')) syslog('info', l);
+    else process.stdout.write(line + '\n');
+  };
+  const err = (line: string) => {
+    syslog('err', line);
+    process.stderr.write(line + '\n');
+  };
+
+  let fd: number;
+  let input;
+  try {
+    input = openInput(values.in as string);
+    fd = openOutputFd(values.out as string);
+  } catch (e) {
+    err(`${PROG}: ${(e as Error).message}`);
+    return 1;
+  }
+  const auto = width === 'auto' || guest === 'auto';
+  const { output, summary } = convertLegacy(input.source, {
+    width: width === 'auto' ? 'auto' : (Number(width) as 32 | 64),
+    guest: guest as 'pv' | 'hvm' | 'auto',
+    format: format as 'libxc' | 'libxl',
+    // Xen's script trusts -x; with auto-detection an xl header is found by its magic.
+    xl: values.xl ? true : auto ? 'auto' : false,
+    qemu: values['skip-qemu'] !== true,
+    onInfo: info,
+  });
+  let rc = 0;
+  try {
+    await writeToFd(output, fd);
+    const d = summary.detection;
+    if (auto && d) info(`Detected: ${summary.toolstackWidth}-bit toolstack, ${summary.guest} guest (${d.confidence}): ${d.reasons.join('; ')}`);
+  } catch (e) {
+    if (e instanceof UnsupportedStreamError) {
+      err(`Script Error: ${e.message}`);
+      rc = 2;
+    } else if (isStreamCodecError(e)) {
+      err(`Stream Error: ${e.message}`);
+      rc = 1;
+    } else if ((e as NodeJS.ErrnoException).code === 'EPIPE' || (e as NodeJS.ErrnoException).syscall) {
+      err(`Stream Error: ${(e as Error).message}`);
+      rc = 1;
+    } else {
+      err(`Script Error: ${(e as Error).stack ?? String(e)}`);
+      rc = 2;
+    }
+  } finally {
+    try {
+      if (fd > 2) fs.closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+  }
+  return rc;
+}
+
+if (/convert-legacy-stream(\.js|\.ts)?$/.test(process.argv[1] ?? '')) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${PROG}: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

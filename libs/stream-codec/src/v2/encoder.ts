@@ -130,4 +130,3 @@ function encodeDomainHeaderFull(h: DomainHeader, le: boolean): Uint8Array {
   return new Writer(DHDR_SIZE, le).u32(h.type).u16(h.pageShift).u16(h.reserved).u32(h.xenMajor).u32(h.xenMinor).bytes;
 }
 
-export { swap64 };

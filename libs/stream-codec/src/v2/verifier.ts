@@ -430,7 +430,7 @@ export class V2Verifier {
         if (b.vcpuId > LIMITS.vcpuIdMax) this.fail(at, `vcpu_id ${b.vcpuId} exceeds ${LIMITS.vcpuIdMax}`, name);
         if (b.context.byteLength === 0) this.warn(`${name} record with zero content at offset ${item.offset} (tolerated, errata 1)`);
         this.vcpuIds.add(b.vcpuId);
-        this.info(`  vcpu${b.vcpuId} ${name.slice(11).toLowerCase()} context, ${b.context.byteLength} bytes`);
+        this.info(`  vcpu${b.vcpuId} ${name.slice(12).toLowerCase()} context, ${b.context.byteLength} bytes`);
         return;
       case 'x86_tsc_info':
         if (b.reserved) this.fail(at + 20, 'reserved field not zero', name);

@@ -1,0 +1,115 @@
+import { createHash } from 'node:crypto';
+import { IntegrityError } from '../common/errors';
+import type { CheckpointMeta } from './checkpoint.model';
+
+/** Hashes a stream as it passes: whole-stream sha256, per-block sha256 and size. */
+export class StreamDigest {
+  private readonly whole = createHash('sha256');
+  private block = createHash('sha256');
+  private inBlock = 0;
+  readonly blocks: string[] = [];
+  size = 0;
+
+  constructor(private readonly blockSize: number) {}
+
+  update(chunk: Uint8Array): void {
+    this.whole.update(chunk);
+    this.size += chunk.byteLength;
+    let off = 0;
+    while (off < chunk.byteLength) {
+      const take = Math.min(this.blockSize - this.inBlock, chunk.byteLength - off);
+      this.block.update(chunk.subarray(off, off + take));
+      this.inBlock += take;
+      off += take;
+      if (this.inBlock === this.blockSize) {
+        this.blocks.push(this.block.digest('base64'));
+        this.block = createHash('sha256');
+        this.inBlock = 0;
+      }
+    }
+  }
+
+  /** Call once, at the end. */
+  finish(): { sha256: string; blocks: string[]; size: number } {
+    if (this.inBlock > 0) this.blocks.push(this.block.digest('base64'));
+    return { sha256: this.whole.digest('hex'), blocks: this.blocks, size: this.size };
+  }
+}
+
+/**
+ * A whole stored image, checked while it streams: the sha256 and size must match the meta.
+ * The last chunk is held back until the check passes, so a bad object never reaches a client
+ * as a complete transfer (the caller destroys the response on the thrown IntegrityError).
+ */
+export async function* verifiedWhole(meta: CheckpointMeta, source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const h = createHash('sha256');
+  let size = 0;
+  let held: Uint8Array | undefined;
+  for await (const c of source) {
+    if (c.byteLength === 0) continue;
+    h.update(c);
+    size += c.byteLength;
+    if (size > meta.size) throw new IntegrityError(`checkpoint ${meta.id}: stored image is longer than recorded (${meta.size} bytes)`);
+    if (held) yield held;
+    held = c;
+  }
+  if (size !== meta.size) throw new IntegrityError(`checkpoint ${meta.id}: stored image has ${size} bytes, recorded ${meta.size}`);
+  const got = h.digest('hex');
+  if (got !== meta.sha256) throw new IntegrityError(`checkpoint ${meta.id}: stored image sha256 ${got} does not match recorded ${meta.sha256}`);
+  if (held) yield held;
+}
+
+/** The blocks that cover [start, end] (inclusive): the byte range to read for a checked Range. */
+export function coveringRange(meta: CheckpointMeta, start: number, end: number): { start: number; end: number } {
+  const b = meta.blockSize;
+  return { start: Math.floor(start / b) * b, end: Math.min(meta.size, (Math.floor(end / b) + 1) * b) - 1 };
+}
+
+/**
+ * A Range read: `source` yields the covering blocks (from coveringRange); each block is checked
+ * against its recorded sha256 and only the bytes of [start, end] are passed on, the last chunk
+ * held back until its block has been checked.
+ */
+export async function* verifiedRange(
+  meta: CheckpointMeta,
+  source: AsyncIterable<Uint8Array>,
+  start: number,
+  end: number,
+): AsyncGenerator<Uint8Array> {
+  const cover = coveringRange(meta, start, end);
+  let pos = cover.start;
+  let blockIndex = Math.floor(cover.start / meta.blockSize);
+  let blockEnd = Math.min(meta.size, (blockIndex + 1) * meta.blockSize);
+  let h = createHash('sha256');
+  let held: Uint8Array | undefined;
+  const checkBlock = (): void => {
+    const got = h.digest('base64');
+    if (got !== meta.blocks[blockIndex]) {
+      throw new IntegrityError(`checkpoint ${meta.id}: block ${blockIndex} of the stored image does not match its recorded sha256`);
+    }
+    blockIndex++;
+    blockEnd = Math.min(meta.size, (blockIndex + 1) * meta.blockSize);
+    h = createHash('sha256');
+  };
+  for await (const c of source) {
+    let off = 0;
+    while (off < c.byteLength) {
+      if (pos >= cover.end + 1) throw new IntegrityError(`checkpoint ${meta.id}: stored image is longer than recorded`);
+      const take = Math.min(blockEnd - pos, c.byteLength - off);
+      const piece = c.subarray(off, off + take);
+      h.update(piece);
+      // The part of this piece inside [start, end].
+      const a = Math.max(start, pos) - pos;
+      const z = Math.min(end + 1, pos + take) - pos;
+      if (z > a) {
+        if (held) yield held;
+        held = piece.subarray(a, z);
+      }
+      pos += take;
+      off += take;
+      if (pos === blockEnd) checkBlock();
+    }
+  }
+  if (pos !== cover.end + 1) throw new IntegrityError(`checkpoint ${meta.id}: stored image is shorter than recorded`);
+  if (held) yield held;
+}
