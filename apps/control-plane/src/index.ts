@@ -1,1 +1,2 @@
-export {};
+export { startControlPlane, startControlPlaneWorker, type RunningControlPlane } from './app';
+export { configSchema, loadCpConfig, type CpConfig } from './config';

@@ -1,1 +1,2 @@
-export {};
+export { startDashboardServer, type DashboardServer, type DashboardServerOptions } from './server';
+export { ensureBuilt, isStale } from './build';

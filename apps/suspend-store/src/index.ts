@@ -1,1 +1,67 @@
-export {};
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import express from 'express';
+import type { AddressInfo } from 'node:net';
+import { AppModule } from './app.module';
+import { loadConfig, type StoreConfig } from './config';
+
+export { loadConfig, ConfigError, parseBytes, parseDuration } from './config';
+export type { StoreConfig } from './config';
+export type { CheckpointMeta, CheckpointView } from './checkpoints/checkpoint.model';
+export { RetentionService } from './checkpoints/retention.service';
+
+export interface RunningStore {
+  /** Base URL, e.g. http://127.0.0.1:8083 */
+  url: string;
+  close(): Promise<void>;
+  /** The Nest application (tests reach services through it, e.g. RetentionService). */
+  app: NestExpressApplication;
+  config: StoreConfig;
+}
+
+type LogLevel = 'log' | 'error' | 'warn' | 'debug' | 'verbose' | 'fatal';
+
+/**
+ * Starts the suspend-store: validates the environment (throws ConfigError naming the bad
+ * variable), prepares the backend, serves the API (/v1), OpenAPI (/docs, /docs-json),
+ * /healthz, /readyz and /metrics.
+ */
+export async function startSuspendStore(env: NodeJS.ProcessEnv = process.env): Promise<RunningStore> {
+  const config = loadConfig(env);
+  const quiet = env.FERRY_LOG_LEVEL === 'error' || (env.VITEST !== undefined && env.FERRY_LOG_LEVEL === undefined);
+  const logger: LogLevel[] = quiet ? ['error', 'fatal'] : ['log', 'error', 'warn', 'fatal'];
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forConfig(config), {
+    bodyParser: false,
+    logger,
+    abortOnError: false,
+  });
+  app.disable('x-powered-by');
+  // Only the token API takes JSON; checkpoint bodies are streams and are never parsed.
+  app.use('/v1/tokens', express.json({ limit: '16kb' }));
+  const doc = new DocumentBuilder()
+    .setTitle('Ferry suspend-store')
+    .setDescription(
+      'Checkpoint (suspend) images of Xen VMs in object storage: streamed uploads with on-the-fly legacy-to-v2 conversion and ' +
+        'verification, checked downloads, retention. Auth: Authorization: Bearer TOKEN with scope read, write or admin.',
+    )
+    .setVersion('1')
+    .addBearerAuth()
+    .build();
+  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'docs-json' });
+  app.enableShutdownHooks();
+  await app.listen(config.port, config.host);
+  const addr = app.getHttpServer().address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const server = app.getHttpServer();
+  server.requestTimeout = 0; // uploads of many GiB take longer than the 5-minute default
+  server.headersTimeout = 60_000;
+  let closed: Promise<void> | undefined;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,
+    app,
+    config,
+    close: () => (closed ??= app.close()),
+  };
+}

@@ -207,7 +207,7 @@ export interface CampaignVmPlan {
   /** evacuate-and-return: host the VM is parked on while its home upgrades. */
   parkOn: string | null;
   /** State of this VM's step (only in a running campaign). */
-  state?: 'pending' | 'parked' | 'returned' | 'failed';
+  state?: 'pending' | 'moving-out' | 'parked' | 'moving-back' | 'returned' | 'failed';
   /** Operation/migration ids, as they happen. */
   outOperationId?: string | null;
   backOperationId?: string | null;
@@ -221,6 +221,7 @@ export interface CampaignHostPlan {
   toolstackAfter: Toolstack;
   vms: CampaignVmPlan[];
   state?: CampaignHostStepState;
+  upgradeOperationId?: string | null;
   error?: string | null;
   startedAt?: string | null;
   finishedAt?: string | null;

@@ -32,3 +32,4 @@ export * from './legacy/constants';
 export { writeLegacy, encodePhysmap, encodeLegacyXlHeader, vcpuContextSize, type LegacyImage, type LegacyPage, type LegacyRawChunk, type LegacyBodyItem, type LegacyVcpu, type PhysmapEntry, type LegacyWidth, type LegacyGuest } from './legacy/writer';
 export { LegacyConverter, convertLegacy, type LegacyConvertOptions, type LegacyConvertSummary } from './legacy/convert';
 export { detectLegacy, DETECT_PREFIX, type LegacyDetection, type DetectOptions } from './legacy/detect';
+export { synthStream, hvmContextBlob, type SynthOptions } from './v2/synth';

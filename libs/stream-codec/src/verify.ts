@@ -57,12 +57,21 @@ export function streamFactsOf(v: V2Facts): StreamFacts {
   return f;
 }
 
-/** Verifies a whole v2 stream (xl, libxl or libxc framing) and returns its detailed facts. */
-export async function verifyV2(source: ByteSource, opts: VerifyStreamOptions = {}): Promise<V2Facts> {
-  const r = new StreamReader(source);
+/**
+ * Verifies a whole v2 stream (xl, libxl or libxc framing) and returns its detailed facts.
+ * `source` may also be a factory taking `releasedBefore` (an offset before which no
+ * byte is referenced any more), for sources that reuse their buffers
+ * (node: pooledFileChunks).
+ */
+export async function verifyV2(source: ByteSource | ((releasedBefore: () => number) => ByteSource), opts: VerifyStreamOptions = {}): Promise<V2Facts> {
+  let released = 0;
+  const r = new StreamReader(typeof source === 'function' ? source(() => released) : source);
   r.onChunk = opts.onChunk;
   const v = new V2Verifier(opts);
-  for await (const item of decodeV2(r, { format: opts.format ?? 'auto' })) v.push(item);
+  for await (const item of decodeV2(r, { format: opts.format ?? 'auto' })) {
+    v.push(item);
+    released = r.offset; // the verifier keeps no view of this item: its bytes may be reused
+  }
   return v.end(r.offset);
 }
 

@@ -9,9 +9,8 @@
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { UnsupportedStreamError, convertLegacy, isStreamCodecError } from '@ferry/stream-codec';
-import { openInput } from '../io';
-import { expandLongOptions, openOutputFd, writeToFd } from '../commands/stream-convert';
+import { StreamReader, UnsupportedStreamError, convertLegacy, isStreamCodecError } from '@ferry/stream-codec';
+import { FdSink, PooledInput, expandLongOptions, openInputFd, openOutputFd } from '../commands/stream-convert';
 
 const PROG = 'convert-legacy-stream';
 const VERSION = '1';
@@ -107,16 +106,20 @@ export async function main(argv: string[]): Promise<number> {
   };
 
   let fd: number;
-  let input;
+  let inFd: number;
   try {
-    input = openInput(values.in as string);
+    inFd = openInputFd(values.in as string).fd;
     fd = openOutputFd(values.out as string);
   } catch (e) {
     err(`${PROG}: ${(e as Error).message}`);
     return 1;
   }
   const auto = width === 'auto' || guest === 'auto';
-  const { output, summary } = convertLegacy(input.source, {
+  const sink = new FdSink(fd);
+  const input = new PooledInput(inFd, sink);
+  const reader = new StreamReader(input.chunks());
+  input.reader = reader;
+  const { output, summary } = convertLegacy(reader, {
     width: width === 'auto' ? 'auto' : (Number(width) as 32 | 64),
     guest: guest as 'pv' | 'hvm' | 'auto',
     format: format as 'libxc' | 'libxl',
@@ -127,7 +130,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   let rc = 0;
   try {
-    await writeToFd(output, fd);
+    await sink.drain(output);
     const d = summary.detection;
     if (auto && d) info(`Detected: ${summary.toolstackWidth}-bit toolstack, ${summary.guest} guest (${d.confidence}): ${d.reasons.join('; ')}`);
   } catch (e) {

@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+
 /** Small async-iterable helpers; none holds more than one chunk. */
 
 /** Yields `source` but keeps the latest chunk back until the next one arrives or `beforeLast` passes. */
@@ -40,4 +43,18 @@ export async function* asBytes(source: AsyncIterable<unknown>): AsyncGenerator<U
     else if (typeof c === 'string') yield Buffer.from(c);
     else throw new Error('unexpected chunk type in a byte stream');
   }
+}
+
+/**
+ * Writes every chunk to `out` with back-pressure, then ends it. Stops (closing the source)
+ * when `out` closes early, e.g. the client went away.
+ */
+export async function writeAll(out: Writable, body: AsyncIterable<Uint8Array>): Promise<void> {
+  for await (const c of body) {
+    if (out.destroyed) return;
+    if (!out.write(c)) {
+      await Promise.race([once(out, 'drain'), once(out, 'close')]);
+    }
+  }
+  if (!out.destroyed) out.end();
 }

@@ -1,0 +1,83 @@
+import 'reflect-metadata';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD, NestFactory } from '@nestjs/core';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { loadCpConfig, type CpConfig } from './config';
+import { CoreModule } from './core/core.module';
+import { AuthGuard } from './http/auth';
+import { AgentsController, CampaignsController, EventsController, HostsController, MigrationsController, OperationsController, OpsController, VmsController } from './http/controllers';
+import { EventsHub } from './http/events.hub';
+import { CampaignRunnerService } from './worker/campaign-runner.service';
+import { SchedulerService } from './worker/scheduler.service';
+
+@Module({})
+export class HttpModule {
+  static forRoot(): DynamicModule {
+    return {
+      module: HttpModule,
+      controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, AgentsController, EventsController, OpsController],
+      providers: [EventsHub, { provide: APP_GUARD, useClass: AuthGuard }],
+    };
+  }
+}
+
+@Module({})
+export class WorkerModule {
+  static forRoot(): DynamicModule {
+    return { module: WorkerModule, providers: [SchedulerService, CampaignRunnerService], exports: [SchedulerService, CampaignRunnerService] };
+  }
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(cfg: CpConfig, parts: { http: boolean; worker: boolean }): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [CoreModule.forRoot(cfg), ...(parts.http ? [HttpModule.forRoot()] : []), ...(parts.worker ? [WorkerModule.forRoot()] : [])],
+    };
+  }
+}
+
+export interface RunningControlPlane {
+  url: string;
+  close(): Promise<void>;
+  app: NestExpressApplication;
+  config: CpConfig;
+}
+
+/**
+ * Starts the HTTP control plane (and, unless FERRY_CONTROL_PLANE_ROLE=api, the scheduler and
+ * campaign runner in the same process: safe with several replicas, they hold Redis leases).
+ * Config is validated first: a bad variable throws a ConfigError naming it.
+ */
+export async function startControlPlane(env: Record<string, string | undefined> = process.env): Promise<RunningControlPlane> {
+  const cfg = loadCpConfig(env);
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(cfg, { http: true, worker: cfg.FERRY_CONTROL_PLANE_ROLE !== 'api' }), {
+    logger: env.FERRY_LOG_LEVEL === 'debug' ? ['log', 'error', 'warn', 'debug'] : ['error', 'warn'],
+  });
+  app.useBodyParser('json', { limit: '8mb' });
+  const doc = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder().setTitle('Ferry control plane').setDescription('Migrations, suspend/resume and fleet upgrade campaigns. Agent protocol: docs/jobs.md').setVersion('1').addBearerAuth().build(),
+  );
+  SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs/openapi.json' });
+  await app.listen(cfg.PORT, cfg.HOST);
+  const addr = app.getHttpServer().address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${addr.port}`,
+    app,
+    config: cfg,
+    close: async () => {
+      await app.close();
+    },
+  };
+}
+
+/** Worker only (scheduler + campaign runner), no HTTP: `ferry serve control-plane-worker`. */
+export async function startControlPlaneWorker(env: Record<string, string | undefined> = process.env): Promise<{ close(): Promise<void> }> {
+  const cfg = loadCpConfig(env);
+  const ctx = await NestFactory.createApplicationContext(AppModule.forRoot(cfg, { http: false, worker: true }), { logger: ['error', 'warn'] });
+  await ctx.init();
+  return { close: () => ctx.close() };
+}

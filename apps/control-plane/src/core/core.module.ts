@@ -1,0 +1,61 @@
+import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import IORedis from 'ioredis';
+import type Redis from 'ioredis';
+import { HostJobProducer } from '@ferry/queue';
+import { CP_CONFIG, REDIS, type CpConfig } from '../config';
+import { AgentService } from './agent.service';
+import { CampaignsService } from './campaigns.service';
+import { DrainService } from './drain.service';
+import { HostsService } from './hosts.service';
+import { MetricsService } from './metrics.service';
+import { MigrationsService } from './migrations.service';
+import { OperationsService } from './operations.service';
+import { CampaignsRepository, EventsRepository, HostsRepository, MigrationsRepository, OperationsRepository, RedisKeys, VmsRepository } from './repos';
+
+@Injectable()
+class Closer implements OnApplicationShutdown {
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly producer: HostJobProducer,
+  ) {}
+  async onApplicationShutdown(): Promise<void> {
+    await this.producer.close().catch(() => undefined);
+    await this.redis.quit().catch(() => undefined);
+  }
+}
+
+const services = [
+  RedisKeys,
+  HostsRepository,
+  VmsRepository,
+  MigrationsRepository,
+  OperationsRepository,
+  CampaignsRepository,
+  EventsRepository,
+  MetricsService,
+  HostsService,
+  MigrationsService,
+  OperationsService,
+  CampaignsService,
+  AgentService,
+  DrainService,
+];
+
+/** Shared by the HTTP app (main.ts) and the worker (worker.ts): config, Redis, repositories, services. */
+@Module({})
+export class CoreModule {
+  static forRoot(cfg: CpConfig): DynamicModule {
+    return {
+      module: CoreModule,
+      global: true,
+      providers: [
+        { provide: CP_CONFIG, useValue: cfg },
+        { provide: REDIS, useFactory: () => new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true }) },
+        { provide: HostJobProducer, useFactory: (redis: Redis) => new HostJobProducer({ connection: redis, prefix: cfg.FERRY_QUEUE_PREFIX }), inject: [REDIS] },
+        ...services,
+        Closer,
+      ],
+      exports: [CP_CONFIG, REDIS, HostJobProducer, ...services],
+    };
+  }
+}

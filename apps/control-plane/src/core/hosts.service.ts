@@ -1,0 +1,199 @@
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  type GuestInventory,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type HostDto,
+  type RegisterRequest,
+  type RegisterResponse,
+  type VmDto,
+  type VmState,
+  hostQueueName,
+} from '@ferry/contracts';
+import { CP_CONFIG, type CpConfig } from '../config';
+import { fail } from './errors';
+import { EventsRepository, HostsRepository, VmsRepository, type HostRecord, type VmRecord } from './repos';
+import { nowIso } from './redis';
+
+export function hostToDto(h: HostRecord, vms: VmRecord[], cfg: CpConfig, now = Date.now()): HostDto {
+  const offline = h.hb === null || now - h.hb > cfg.FERRY_OFFLINE_AFTER_MS;
+  const mine = vms.filter((v) => v.hostId === h.id && v.state !== 'suspended');
+  return {
+    id: h.id,
+    hostname: h.info.hostname,
+    toolstack: h.info.toolstack,
+    byteOrder: h.info.byteOrder,
+    state: offline ? 'offline' : h.upgrading || h.agentState === 'upgrading' ? 'upgrading' : 'online',
+    draining: h.draining,
+    maintenance: h.maintenance,
+    capacity: h.info.capacity,
+    used: { memoryMiB: mine.reduce((a, v) => a + v.spec.memoryMiB, 0), guests: mine.length },
+    lastHeartbeatAt: h.hb === null ? null : nowIso(h.hb),
+    registeredAt: h.info.registeredAt,
+    bootId: h.info.bootId,
+    agentVersion: h.info.agentVersion,
+    dataUrl: h.info.dataUrl,
+    campaignId: h.campaignId,
+  };
+}
+
+export function vmToDto(v: VmRecord): VmDto {
+  return {
+    id: v.id,
+    name: v.spec.name,
+    hostId: v.hostId,
+    type: v.spec.type,
+    guestWidth: v.spec.guestWidth ?? null,
+    memoryMiB: v.spec.memoryMiB,
+    vcpus: v.spec.vcpus,
+    state: v.state,
+    memoryDigest: v.memoryDigest,
+    latestCheckpoint: v.checkpoint,
+    activeOperationId: v.activeOp,
+    updatedAt: v.updatedAt,
+  };
+}
+
+function guestState(g: GuestInventory): VmState {
+  switch (g.state) {
+    case 'paused':
+      return 'paused';
+    case 'migrating-in':
+    case 'migrating-out':
+      return 'migrating';
+    case 'suspending':
+      return 'suspending';
+    case 'resuming':
+      return 'resuming';
+    default:
+      return 'running';
+  }
+}
+
+@Injectable()
+export class HostsService {
+  constructor(
+    @Inject(CP_CONFIG) private readonly cfg: CpConfig,
+    private readonly hosts: HostsRepository,
+    private readonly vms: VmsRepository,
+    private readonly events: EventsRepository,
+  ) {}
+
+  async list(): Promise<HostDto[]> {
+    const hosts = await this.hosts.all();
+    const vms = await this.vms.many(await this.vms.allIds());
+    return hosts.map((h) => hostToDto(h, vms, this.cfg));
+  }
+
+  async get(id: string): Promise<HostDto> {
+    const h = await this.hosts.get(id);
+    if (!h) throw fail(404, `host '${id}' not found`);
+    const vms = await this.vms.many(await this.vms.idsOnHost(id));
+    return hostToDto(h, vms, this.cfg);
+  }
+
+  async setFlag(id: string, flag: 'draining' | 'maintenance', on: boolean): Promise<HostDto> {
+    const h = await this.hosts.get(id);
+    if (!h) throw fail(404, `host '${id}' not found`);
+    await this.hosts.setFlags(id, { [flag]: on });
+    const dto = await this.get(id);
+    await this.events.publish('host.updated', 'host', id, dto);
+    return dto;
+  }
+
+  async register(req: RegisterRequest): Promise<RegisterResponse> {
+    const now = Date.now();
+    const prev = await this.hosts.get(req.hostId);
+    await this.hosts.upsertInfo(
+      req.hostId,
+      {
+        hostname: req.hostname,
+        toolstack: req.toolstack,
+        byteOrder: req.byteOrder,
+        capacity: req.capacity,
+        bootId: req.bootId,
+        agentVersion: req.agentVersion,
+        dataUrl: req.dataUrl,
+        registeredAt: prev?.info.registeredAt ?? nowIso(now),
+      },
+      now,
+    );
+    // A fresh boot (e.g. after an upgrade) ends the host's "upgrading" state.
+    if (prev?.upgrading && prev.info.bootId !== req.bootId) await this.hosts.setFlags(req.hostId, { upgrading: false });
+    await this.reconcile(req.hostId, req.inventory.guests);
+    await this.events.publish('host.updated', 'host', req.hostId, await this.get(req.hostId));
+    return {
+      hostId: req.hostId,
+      queueName: hostQueueName(req.hostId),
+      queuePrefix: this.cfg.FERRY_QUEUE_PREFIX,
+      heartbeatIntervalMs: this.cfg.FERRY_HEARTBEAT_INTERVAL_MS,
+      offlineAfterMs: this.cfg.FERRY_OFFLINE_AFTER_MS,
+      serverTime: nowIso(now),
+    };
+  }
+
+  async heartbeat(hostId: string, req: HeartbeatRequest, terminal: (opId: string) => Promise<boolean>): Promise<HeartbeatResponse> {
+    const h = await this.hosts.get(hostId);
+    if (!h || h.info.bootId !== req.bootId) return { ok: true, reregister: true, cancelOperations: [] };
+    const wasOffline = h.offlineMarked;
+    const info = { ...h.info, toolstack: req.toolstack, capacity: req.capacity };
+    await this.hosts.heartbeat(hostId, { hb: Date.now(), agentState: req.state, info });
+    const changed = await this.reconcile(hostId, req.inventory.guests);
+    if (wasOffline || changed || h.agentState !== req.state || JSON.stringify(h.info.toolstack) !== JSON.stringify(req.toolstack)) {
+      await this.events.publish('host.updated', 'host', hostId, await this.get(hostId));
+    }
+    const cancelOperations: string[] = [];
+    for (const op of req.activeOperations) if (await terminal(op)) cancelOperations.push(op);
+    return { ok: true, reregister: false, cancelOperations };
+  }
+
+  /** Folds an agent's inventory into the VM records. Returns whether anything changed. */
+  async reconcile(hostId: string, guests: GuestInventory[]): Promise<boolean> {
+    let changed = false;
+    const seen = new Set<string>();
+    const existing = new Map((await this.vms.many(guests.map((g) => g.vmId))).map((v) => [v.id, v]));
+    for (const g of guests) {
+      seen.add(g.vmId);
+      const { state: _s, memoryDigest, ...spec } = g;
+      const v = existing.get(g.vmId);
+      const state = guestState(g);
+      if (!v) {
+        await this.vms.put(g.vmId, { spec, hostId, state, memoryDigest, activeOp: null });
+      } else if (v.hostId !== hostId) {
+        // Only adopt the new location when nothing is moving the VM (a migration moves it on completion).
+        if (v.activeOp) continue;
+        await this.vms.put(g.vmId, { spec, hostId, state, memoryDigest }, v.hostId);
+      } else if (v.memoryDigest === memoryDigest && v.state === state && JSON.stringify(v.spec) === JSON.stringify(spec)) {
+        continue;
+      } else {
+        await this.vms.put(g.vmId, { spec, state: v.activeOp && state === 'running' ? v.state : state, memoryDigest });
+      }
+      changed = true;
+      const nv = await this.vms.get(g.vmId);
+      if (nv) await this.events.publish('vm.updated', 'vm', g.vmId, vmToDto(nv));
+    }
+    for (const id of await this.vms.idsOnHost(hostId)) {
+      if (seen.has(id)) continue;
+      const v = await this.vms.get(id);
+      if (!v || v.activeOp || v.state === 'missing' || v.state === 'suspended') continue;
+      await this.vms.put(id, { state: 'missing' });
+      changed = true;
+      const nv = await this.vms.get(id);
+      if (nv) await this.events.publish('vm.updated', 'vm', id, vmToDto(nv));
+    }
+    return changed;
+  }
+
+  async listVms(q: { host?: string; state?: string; limit: number; offset: number }): Promise<{ items: VmDto[]; total: number }> {
+    const ids = q.host ? await this.vms.idsOnHost(q.host) : await this.vms.allIds();
+    let vms = await this.vms.many(ids);
+    if (q.state) vms = vms.filter((v) => v.state === q.state);
+    return { items: vms.slice(q.offset, q.offset + q.limit).map(vmToDto), total: vms.length };
+  }
+
+  async getVm(id: string): Promise<VmDto> {
+    const v = await this.vms.get(id);
+    if (!v) throw fail(404, `vm '${id}' not found`);
+    return vmToDto(v);
+  }
+}

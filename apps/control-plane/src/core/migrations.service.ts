@@ -1,0 +1,307 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { HostJobProducer } from '@ferry/queue';
+import {
+  AGENT_MIGRATION_PHASES,
+  canReceive,
+  isCancellable,
+  isTerminalPhase,
+  pastPointOfNoReturn,
+  phaseIndex,
+  type AgentReport,
+  type CommitRequest,
+  type CommitResponse,
+  type CreateMigrationRequest,
+  type DecisionResponse,
+  type MigrationDto,
+  type MigrationPhase,
+  type Page,
+} from '@ferry/contracts';
+import { CP_CONFIG, type CpConfig } from '../config';
+import { fail } from './errors';
+import { MetricsService } from './metrics.service';
+import { EventsRepository, HostsRepository, MigrationsRepository, PRE_PONR_ACTIVE, VmsRepository, type MigrationRecord } from './repos';
+import { newId, nowIso } from './redis';
+import { vmToDto } from './hosts.service';
+
+export function migrationToDto(m: MigrationRecord): MigrationDto {
+  return {
+    id: m.id,
+    vmId: m.vmId,
+    sourceHostId: m.source,
+    targetHostId: m.target,
+    requestedTargetHostId: m.reqTarget,
+    mode: m.mode,
+    bandwidthMiBps: m.bwMiBps,
+    phase: m.phase,
+    progress: m.progress,
+    cancellable: isCancellable(m.phase, m.cancelRequested),
+    cancelRequested: m.cancelRequested,
+    pointOfNoReturn: { phase: 'committing', passed: pastPointOfNoReturn(m.phase) },
+    waitingReason: m.phase === 'queued' ? m.waiting : null,
+    restore: m.restore,
+    attempt: m.attempt,
+    maxAttempts: m.maxAttempts,
+    nextAttemptAt: m.phase === 'queued' && m.nextAttemptAt ? nowIso(m.nextAttemptAt) : null,
+    error: m.error,
+    campaignId: m.campaignId,
+    createdAt: m.createdAt,
+    updatedAt: m.updatedAt,
+    startedAt: m.startedAt,
+    finishedAt: m.finishedAt,
+  };
+}
+
+const PRE_PONR_INFLIGHT: MigrationPhase[] = ['dispatched', 'preparing', 'precopy', 'stop-copy', 'verifying'];
+
+@Injectable()
+export class MigrationsService {
+  constructor(
+    @Inject(CP_CONFIG) private readonly cfg: CpConfig,
+    private readonly repo: MigrationsRepository,
+    private readonly vms: VmsRepository,
+    private readonly hosts: HostsRepository,
+    private readonly events: EventsRepository,
+    private readonly producer: HostJobProducer,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  async create(req: CreateMigrationRequest, idempotencyKey: string, extra: { campaignId?: string } = {}): Promise<{ created: boolean; migration: MigrationDto }> {
+    const vm = await this.vms.get(req.vm);
+    if (!vm) throw fail(404, `vm '${req.vm}' not found`);
+    if (!vm.hostId || vm.state === 'suspended') throw fail(409, `vm '${req.vm}' is not running on a host (state ${vm.state})`);
+    if (req.target !== undefined) {
+      const t = await this.hosts.get(req.target);
+      if (!t) throw fail(404, `target host '${req.target}' not found`);
+      if (req.target === vm.hostId) throw fail(409, `vm '${req.vm}' already runs on '${req.target}'`);
+      const c = canReceive(t.info.toolstack, vm.spec);
+      if (!c.ok) throw fail(422, `target '${req.target}' cannot receive vm '${req.vm}': ${c.reason}`);
+    }
+    const hash = createHash('sha256').update(JSON.stringify([req.vm, req.target ?? null, req.mode, req.bandwidth ?? null, extra.campaignId ?? null])).digest('hex').slice(0, 16);
+    const id = newId('mig');
+    const stored = await this.repo.idempotent(idempotencyKey, `${id}|${hash}`);
+    if (stored !== `${id}|${hash}`) {
+      const [existingId, h] = stored.split('|');
+      if (h !== hash) throw fail(422, 'Idempotency-Key was already used with a different request body');
+      const existing = await this.repo.get(existingId!);
+      if (existing) return { created: false, migration: migrationToDto(existing) };
+      throw fail(409, 'a request with this Idempotency-Key is still being processed');
+    }
+    if (!(await this.vms.claim(vm.id, id))) {
+      await this.repo.forgetIdempotent(idempotencyKey);
+      throw fail(409, `vm '${vm.id}' already has an active operation (${vm.activeOp ?? 'unknown'})`);
+    }
+    const now = Date.now();
+    const rec: MigrationRecord = {
+      id,
+      vmId: vm.id,
+      source: vm.hostId,
+      reqTarget: req.target ?? null,
+      target: null,
+      mode: req.mode,
+      bwMiBps: req.bandwidth ?? null,
+      phase: 'queued',
+      attempt: 0,
+      maxAttempts: this.cfg.FERRY_MAX_ATTEMPTS,
+      cancelRequested: false,
+      progress: { bytesDone: 0, bytesTotal: vm.spec.memoryMiB * 1024 * 1024, round: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null },
+      waiting: 'waiting for the scheduler',
+      restore: null,
+      error: null,
+      campaignId: extra.campaignId ?? null,
+      createdAt: nowIso(now),
+      updatedAt: nowIso(now),
+      startedAt: null,
+      finishedAt: null,
+      nextAttemptAt: null,
+      lastProgressAt: null,
+      progressSig: '',
+      streamToken: '',
+      sendDone: false,
+    };
+    await this.repo.create(rec, now);
+    const dto = migrationToDto(rec);
+    await this.events.publish('migration.updated', 'migration', id, dto);
+    return { created: true, migration: dto };
+  }
+
+  async get(id: string): Promise<MigrationDto> {
+    const m = await this.repo.get(id);
+    if (!m) throw fail(404, `migration '${id}' not found`);
+    return migrationToDto(m);
+  }
+
+  async list(q: { phase?: MigrationPhase; vm?: string; host?: string; campaign?: string; active?: boolean; limit: number; offset: number }): Promise<Page<MigrationDto>> {
+    const { items, total } = await this.repo.list(q);
+    return { items: items.map(migrationToDto), total, limit: q.limit, offset: q.offset };
+  }
+
+  /** Cancel: possible strictly before the point of no return; the VM stays on its source. */
+  async cancel(id: string, reason = 'cancelled by operator', code = 'CANCELLED'): Promise<MigrationDto> {
+    const m = await this.repo.get(id);
+    if (!m) throw fail(404, `migration '${id}' not found`);
+    const r = await this.repo.transition(id, PRE_PONR_ACTIVE, 'cancelled', {
+      cancelRequested: true,
+      finishedAt: nowIso(),
+      error: { code, message: reason },
+      waiting: '',
+    });
+    if (!r.ok) {
+      if (r.phase && pastPointOfNoReturn(r.phase)) throw fail(409, `migration '${id}' is past its point of no return (phase ${r.phase}); it can no longer be cancelled`);
+      throw fail(409, `migration '${id}' already finished (phase ${r.phase})`);
+    }
+    if (r.phase && r.phase !== 'queued') await this.sendCancels(m, reason);
+    await this.finishVm(m, 'source');
+    this.metrics.migrationFinished(m, 'cancelled');
+    return this.publish(id);
+  }
+
+  async sendCancels(m: MigrationRecord, reason: string): Promise<void> {
+    const hosts = [m.source, m.target].filter((h): h is string => !!h);
+    await Promise.all(
+      hosts.map((h) =>
+        this.producer.dispatch(h, 'cancel', { operationId: `cancel-${m.id}-${m.attempt}`, attempt: 1, targetOperationId: m.id, targetAttempt: m.attempt, reason }).catch(() => undefined),
+      ),
+    );
+  }
+
+  private async finishVm(m: MigrationRecord, where: 'source' | 'target', digest?: string | null): Promise<void> {
+    const vm = await this.vms.get(m.vmId);
+    if (!vm) return;
+    if (where === 'target' && m.target) {
+      await this.vms.put(m.vmId, { hostId: m.target, state: 'running', activeOp: null, ...(digest !== undefined ? { memoryDigest: digest } : {}) }, vm.hostId);
+    } else {
+      await this.vms.release(m.vmId, m.id);
+      if (vm.state === 'migrating' || vm.state === 'paused') await this.vms.put(m.vmId, { state: 'running' });
+    }
+    const nv = await this.vms.get(m.vmId);
+    if (nv) await this.events.publish('vm.updated', 'vm', nv.id, vmToDto(nv));
+  }
+
+  async publish(id: string, type: 'migration.updated' | 'migration.progress' = 'migration.updated'): Promise<MigrationDto> {
+    const m = await this.repo.get(id);
+    if (!m) throw fail(404, `migration '${id}' not found`);
+    const dto = migrationToDto(m);
+    await this.events.publish(type, 'migration', id, dto);
+    return dto;
+  }
+
+  // ---------------- agent side ----------------
+
+  async onReport(hostId: string, r: AgentReport): Promise<void> {
+    const m = await this.repo.get(r.operationId);
+    if (!m || r.attempt !== m.attempt) return;
+    if (hostId !== m.source && hostId !== m.target) return;
+    if (r.type === 'progress') return this.onProgress(m, r);
+    if (r.type === 'completed') {
+      if (r.job === 'migrate-send') {
+        const progress = { ...m.progress, downtimeMs: r.result.downtimeMs, bytesDone: Math.max(m.progress.bytesDone, r.result.bytesSent), round: Math.max(m.progress.round, r.result.rounds) };
+        await this.repo.update(m.id, { sendDone: true, progress });
+        await this.publish(m.id);
+        return;
+      }
+      if (r.job === 'migrate-receive') {
+        const t = await this.repo.transition(m.id, ['committing'], 'completed', {
+          finishedAt: nowIso(),
+          progress: { ...m.progress, bytesDone: Math.max(m.progress.bytesDone, r.result.bytesReceived), etaMs: 0, expectedDowntimeMs: null },
+        });
+        if (!t.ok) return;
+        await this.finishVm(m, 'target', r.result.memoryDigest);
+        this.metrics.migrationFinished(m, 'completed');
+        await this.publish(m.id);
+      }
+      return;
+    }
+    if (r.type === 'failed') {
+      if (isTerminalPhase(m.phase)) return;
+      if (m.phase === 'committing') {
+        // Past the point of no return: nothing can be undone; surface it.
+        await this.repo.transition(m.id, ['committing'], 'failed', { finishedAt: nowIso(), error: { code: r.error.code, message: `after commit: ${r.error.message}` } });
+        this.metrics.migrationFinished(m, 'failed');
+        await this.publish(m.id);
+        return;
+      }
+      await this.failAttempt(m, r.error.code, `${hostId}: ${r.error.message}`, r.error.retryable);
+    }
+  }
+
+  /** Ends the current attempt before the point of no return; retries with backoff when allowed. */
+  async failAttempt(m: MigrationRecord, code: string, message: string, retryable: boolean): Promise<void> {
+    await this.sendCancels(m, message);
+    if (retryable && m.attempt < m.maxAttempts) {
+      const at = Date.now() + this.cfg.FERRY_RETRY_BACKOFF_MS * 2 ** Math.max(0, m.attempt - 1);
+      const t = await this.repo.transition(m.id, PRE_PONR_INFLIGHT, 'queued', { nextAttemptAt: at, waiting: `retry after ${code}`, error: { code, message } }, { pendingScore: at, conds: { attempt: String(m.attempt) } });
+      if (t.ok) {
+        this.metrics.retries.inc();
+        await this.publish(m.id);
+      }
+      return;
+    }
+    const t = await this.repo.transition(m.id, PRE_PONR_INFLIGHT, 'failed', { finishedAt: nowIso(), error: { code, message } }, { conds: { attempt: String(m.attempt) } });
+    if (!t.ok) return;
+    await this.finishVm(m, 'source');
+    this.metrics.migrationFinished(m, 'failed');
+    await this.publish(m.id);
+  }
+
+  private async onProgress(m: MigrationRecord, r: Extract<AgentReport, { type: 'progress' }>): Promise<void> {
+    if (isTerminalPhase(m.phase)) return;
+    const isSender = r.job === 'migrate-send';
+    const progress = isSender
+      ? {
+          bytesDone: r.bytesDone,
+          bytesTotal: r.bytesTotal || m.progress.bytesTotal,
+          round: r.round,
+          dirtyRate: r.dirtyRate,
+          rate: r.rate,
+          etaMs: r.etaMs,
+          expectedDowntimeMs: r.expectedDowntimeMs,
+          downtimeMs: r.downtimeMs ?? m.progress.downtimeMs,
+        }
+      : { ...m.progress, downtimeMs: r.downtimeMs ?? m.progress.downtimeMs };
+    const phase = (AGENT_MIGRATION_PHASES as readonly string[]).includes(r.phase) && r.phase !== 'committing' ? (r.phase as MigrationPhase) : m.phase;
+    const sig = `${phase}|${progress.bytesDone}|${progress.round}`;
+    const now = Date.now();
+    const sets = { progress, ...(sig !== m.progressSig ? { progressSig: sig, lastProgressAt: now } : {}) };
+    if (phaseIndex(phase) > phaseIndex(m.phase) && phaseIndex(m.phase) < phaseIndex('committing')) {
+      const t = await this.repo.transition(m.id, [m.phase], phase, sets, { conds: { attempt: String(m.attempt) } });
+      if (!t.ok) return;
+      if (phase === 'stop-copy' || phase === 'precopy') {
+        const vm = await this.vms.get(m.vmId);
+        if (vm && vm.state !== 'migrating') await this.vms.put(m.vmId, { state: 'migrating' });
+      }
+    } else {
+      await this.repo.update(m.id, sets);
+    }
+    this.metrics.bytes.inc(Math.max(0, isSender ? progress.bytesDone - m.progress.bytesDone : 0));
+    await this.publish(m.id, 'migration.progress');
+  }
+
+  /** The point of no return, decided atomically: granted unless cancelled, stale or from the wrong host. */
+  async commit(hostId: string, id: string, req: CommitRequest): Promise<CommitResponse> {
+    const m = await this.repo.get(id);
+    if (!m) throw fail(404, `migration '${id}' not found`);
+    if (m.target !== hostId) throw fail(403, `host '${hostId}' is not the target of migration '${id}'`);
+    const t = await this.repo.transition(id, PRE_PONR_INFLIGHT, 'committing', { lastProgressAt: Date.now() }, { conds: { cancelRequested: '0', attempt: String(req.attempt), target: hostId } });
+    if (!t.ok) {
+      if (t.phase === 'committing' && m.attempt === req.attempt) return { commit: true };
+      return { commit: false, reason: m.cancelRequested || t.phase === 'cancelled' ? 'cancelled' : `migration is ${t.phase} (attempt ${m.attempt})` };
+    }
+    await this.publish(id);
+    return { commit: true };
+  }
+
+  async decision(hostId: string, id: string): Promise<DecisionResponse> {
+    const m = await this.repo.get(id);
+    if (!m) throw fail(404, `migration '${id}' not found`);
+    if (m.source !== hostId && m.target !== hostId) throw fail(403, `host '${hostId}' takes no part in migration '${id}'`);
+    if (pastPointOfNoReturn(m.phase)) return { decision: 'commit' };
+    if (isTerminalPhase(m.phase) || m.phase === 'queued') return { decision: 'abort' };
+    return { decision: 'pending' };
+  }
+
+  async isTerminal(id: string): Promise<boolean> {
+    const m = await this.repo.get(id);
+    return !!m && isTerminalPhase(m.phase);
+  }
+}

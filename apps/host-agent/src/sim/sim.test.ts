@@ -1,0 +1,108 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Toolstack, VmSpec } from '@ferry/contracts';
+import { toWire, WidthMismatchError } from '../codec';
+import { GuestMemory, checkPage, renderPages } from './memory';
+import { SimDriver } from './sim-driver';
+
+const LEGACY32: Toolstack = { xenVersion: '4.4', bitness: 32, streamFormat: 'legacy' };
+const LEGACY64: Toolstack = { xenVersion: '4.4', bitness: 64, streamFormat: 'legacy' };
+const V2: Toolstack = { xenVersion: '4.17', bitness: 64, streamFormat: 'v2' };
+
+const dirs: string[] = [];
+async function sim(toolstack: Toolstack, guests: { spec: VmSpec; seed: number; dirtyRate?: number }[] = []): Promise<SimDriver> {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-sim-'));
+  dirs.push(stateDir);
+  const d = new SimDriver({
+    stateDir,
+    toolstack,
+    capacity: { memoryMiB: 8192, vcpus: 16, maxGuests: 8 },
+    guests: guests.map((g) => ({ ...g, dirtyRate: g.dirtyRate ?? 0 })),
+    dirtyRate: 0,
+    restartMs: 1,
+  });
+  await d.start();
+  return d;
+}
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function* collect(s: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const c of s) yield c.slice();
+}
+
+const pv32: VmSpec = { vmId: 'vm1', name: 'vm1', type: 'pv', guestWidth: 32, memoryMiB: 4, vcpus: 2 };
+const hvm: VmSpec = { vmId: 'vm2', name: 'vm2', type: 'hvm', memoryMiB: 4, vcpus: 1 };
+
+describe('sim memory', () => {
+  it('pages check out and corruption shows in the digest', () => {
+    const m = GuestMemory.fresh(42, 16);
+    m.bump(3);
+    const pfns = Uint32Array.from({ length: 16 }, (_, i) => i);
+    const data = renderPages(42, pfns, m.versions);
+    expect(checkPage(data.subarray(4096 * 3, 4096 * 4), 3)).toEqual({ seed: 42, version: 1 });
+    const t = new GuestMemory(0, new Uint32Array(16), 'missing');
+    for (let i = 0; i < 16; i++) t.accept(i, data.subarray(i * 4096, (i + 1) * 4096));
+    expect(t.digest()).toBe(m.digest());
+    data[4096 * 5 + 1000] ^= 1;
+    const u = new GuestMemory(0, new Uint32Array(16), 'missing');
+    for (let i = 0; i < 16; i++) u.accept(i, data.subarray(i * 4096, (i + 1) * 4096));
+    expect(u.corruptPages).toBe(1);
+    expect(u.digest()).not.toBe(m.digest());
+  });
+});
+
+describe('sim driver', () => {
+  for (const spec of [pv32, hvm]) {
+    it(`legacy 32-bit ${spec.type} -> edge conversion -> v2 64-bit restore keeps the digest`, async () => {
+      const src = await sim(LEGACY32, [{ spec, seed: 7 }]);
+      const dst = await sim(V2);
+      const before = await src.memoryDigest(spec.vmId);
+      const h = await src.save(spec.vmId, {});
+      const res = await dst.restore(spec, toWire(h.stream, { format: 'legacy', width: 32 }), {});
+      expect(res.memoryDigest).toBe(before);
+      expect(h.summary().memoryDigest).toBe(before);
+    });
+  }
+
+  it('a legacy 64-bit toolstack refuses a 32-bit legacy image; the edge refuses a wrong declared width', async () => {
+    const src = await sim(LEGACY32, [{ spec: hvm, seed: 7 }]);
+    const dst = await sim(LEGACY64);
+    await expect(dst.restore(hvm, collect((await src.save('vm2', {})).stream), {})).rejects.toThrow(/32|width|contradicts/i);
+    expect(await dst.guests()).toEqual([]);
+    const h = await src.save('vm2', {});
+    await expect(async () => {
+      for await (const _ of toWire(h.stream, { format: 'legacy', width: 64 })) void _;
+    }).rejects.toThrow(WidthMismatchError);
+  });
+
+  it('live save: rounds while the guest dirties memory, then stop-copy', async () => {
+    const spec: VmSpec = { ...pv32, guestWidth: 64, memoryMiB: 32 };
+    const src = await sim(V2, [{ spec, seed: 9, dirtyRate: 64 * 1024 * 1024 }]);
+    const dst = await sim(V2);
+    const rounds: number[] = [];
+    const h = await src.save('vm1', {
+      live: { maxRounds: 5, stop: (s) => s.expectedDowntimeMs < 1 },
+      onRound: (s) => rounds.push(s.round),
+    });
+    const res = await dst.restore(spec, collect(h.stream), {});
+    expect(h.summary().rounds).toBeGreaterThanOrEqual(1);
+    expect(res.memoryDigest).toBe(h.summary().memoryDigest);
+    expect(res.memoryDigest).toBe(await src.memoryDigest('vm1')); // paused: no more writes
+  });
+
+  it('upgrade refuses while guests remain, and state survives a restart', async () => {
+    const d = await sim(LEGACY32, [{ spec: hvm, seed: 1 }]);
+    await expect(d.upgrade(V2)).rejects.toThrow(/remain/);
+    await d.destroy('vm2');
+    await d.upgrade(V2);
+    await d.close();
+    const again = new SimDriver({ stateDir: dirs[0]!, toolstack: LEGACY32, capacity: d.capacity(), guests: [], dirtyRate: 0 });
+    await again.start();
+    expect(again.toolstack()).toEqual(V2);
+    await again.close();
+  });
+});

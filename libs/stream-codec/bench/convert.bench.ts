@@ -1,0 +1,154 @@
+/* eslint-disable @nx/enforce-module-boundaries -- a Node benchmark script, not part of the browser-safe core */
+/**
+ * Legacy -> v2 conversion throughput, next to `cat` of the same file and Xen's own
+ * Python 2.7 converter, in the same run (warm cache, same disk, best of 3, peak RSS
+ * of each child). Not a test.
+ *
+ *   node apps/cli/bin/run-ts.js libs/stream-codec/bench/convert.bench.ts [--8g] [--no-xen] [--dir /tmp/ferry-bench]
+ *
+ * The input is a legacy PV image from a 32-bit toolstack (64-bit guest, 1024-page
+ * batches), generated once with writeLegacy into the bench directory.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeLegacy, type LegacyPage } from '../src/index';
+
+const GiB = 1024 ** 3;
+const args = process.argv.slice(2);
+const dir = args.includes('--dir') ? args[args.indexOf('--dir') + 1]! : path.join(os.tmpdir(), 'ferry-bench');
+const sizes = args.includes('--8g') ? [1, 8] : [1];
+const withXen = !args.includes('--no-xen');
+const runs = 3;
+const root = path.resolve(__dirname, '..', '..', '..');
+const xenTools = process.env.XEN_PYTHON_TOOLS ?? '/tmp/xen/tools/python';
+
+function pythonBin(): string | undefined {
+  if (process.env.XEN_PYTHON) return process.env.XEN_PYTHON;
+  try {
+    return path.join(execFileSync('pyenv', ['root']).toString().trim(), 'versions/2.7.18/bin/python');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the image through writeLegacy: one 4 MiB buffer of page bytes, reused for every batch. */
+async function generate(file: string, gib: number): Promise<void> {
+  const pages = (gib * GiB) / 4096;
+  if (fs.existsSync(file) && fs.statSync(file).size > gib * GiB) return;
+  const buf = new Uint8Array(4 * 1024 * 1024);
+  let x = 0x12345678;
+  for (let i = 0; i < buf.length; i += 4) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    buf[i] = x >>> 24;
+    buf[i + 1] = x >>> 16;
+  }
+  function* pageSource(): Generator<LegacyPage> {
+    for (let pfn = 0; pfn < pages; pfn++) {
+      const o = (pfn & 1023) * 4096;
+      yield { pfn, type: 0, data: buf.subarray(o, o + 4096) };
+    }
+  }
+  const vcpus = [0, 1].map((id) => ({ id, basic: new Uint8Array(0x1430).fill(id + 1) }));
+  const fd = fs.openSync(file + '.tmp', 'w');
+  let batch: Uint8Array[] = [];
+  let bytes = 0;
+  for await (const c of writeLegacy({ guest: 'pv', toolstackWidth: 32, guestWidth: 64, p2mSize: pages, vcpus, pages: pageSource(), tsc: { mode: 0, nsec: 1n, khz: 2_000_000, incarnation: 0 } })) {
+    batch.push(c);
+    bytes += c.byteLength;
+    if (batch.length >= 1024 || bytes >= 8 << 20) {
+      writevAll(fd, batch);
+      batch = [];
+      bytes = 0;
+    }
+  }
+  writevAll(fd, batch);
+  fs.closeSync(fd);
+  fs.renameSync(file + '.tmp', file);
+}
+
+function writevAll(fd: number, bufs: Uint8Array[]): void {
+  let list = bufs;
+  while (list.length) {
+    let n = fs.writevSync(fd, list);
+    let i = 0;
+    while (i < list.length && n >= list[i]!.byteLength) n -= list[i++]!.byteLength;
+    list = list.slice(i);
+    if (n > 0) list[0] = list[0]!.subarray(n);
+  }
+}
+
+/** Runs a shell command as a child of a tiny Python wrapper that reports the child's peak RSS. */
+function timed(cmd: string): { secs: number; rssMiB: number; ok: boolean; err: string } {
+  const wrapper =
+    'import resource,subprocess,sys,time\n' +
+    't=time.time(); rc=subprocess.call(sys.argv[1], shell=True); t=time.time()-t\n' +
+    'print("%d %f %d" % (rc, t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n';
+  const r = spawnSync('python3', ['-c', wrapper, cmd], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: process.env.PYTHONPATH ?? '' } });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  const [rc, secs, rss] = last.split(' ').map(Number);
+  return { secs: secs!, rssMiB: rss! / 1024, ok: rc === 0, err: r.stderr };
+}
+
+function best(label: string, cmd: string, bytes: number): { label: string; mbps: number; secs: number; rssMiB: number } {
+  let bestSecs = Infinity;
+  let rss = 0;
+  for (let i = 0; i < runs; i++) {
+    // Start each run from a clean slate: no dirty pages of the last run being written back meanwhile.
+    spawnSync('sync');
+    const t = timed(cmd);
+    if (!t.ok) throw new Error(`${label} failed: ${t.err}`);
+    bestSecs = Math.min(bestSecs, t.secs);
+    rss = Math.max(rss, t.rssMiB);
+  }
+  return { label, secs: bestSecs, mbps: bytes / 1e6 / bestSecs, rssMiB: rss };
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const py = withXen ? pythonBin() : undefined;
+  let shim: string | undefined;
+  if (py && fs.existsSync(path.join(xenTools, 'scripts/convert-legacy-stream'))) {
+    shim = fs.mkdtempSync(path.join(os.tmpdir(), 'xen-shim-'));
+    fs.mkdirSync(path.join(shim, 'xen', 'migration'), { recursive: true });
+    fs.writeFileSync(path.join(shim, 'xen', '__init__.py'), '');
+    fs.writeFileSync(path.join(shim, 'xen', 'util.py'), 'import os\ndef open_file_or_fd(val, *a, **k):\n    try:\n        return os.fdopen(int(val), *a, **k)\n    except ValueError:\n        return open(val, *a, **k)\n');
+    for (const f of fs.readdirSync(path.join(xenTools, 'xen/migration'))) fs.copyFileSync(path.join(xenTools, 'xen/migration', f), path.join(shim, 'xen', 'migration', f));
+    fs.writeFileSync(path.join(shim, 'xen', 'migration', '__init__.py'), '');
+  }
+  const ours = path.join(root, 'apps/cli/bin/convert-legacy-stream.js');
+  for (const gib of sizes) {
+    const input = path.join(dir, `legacy-pv-w32-${gib}g.img`);
+    const t0 = Date.now();
+    await generate(input, gib);
+    const size = fs.statSync(input).size;
+    process.stdout.write(`\n${input}: ${(size / GiB).toFixed(2)} GiB (generated/checked in ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    const out = path.join(dir, 'out.v2');
+    timed(`cat '${input}' > /dev/null`); // warm the cache
+    const results = [
+      best('cat in > out', `cat '${input}' > '${out}'`, size),
+      best('ferry convert-legacy-stream', `node '${ours}' -i '${input}' -o '${out}' -w 32 -g pv`, size),
+      best('ferry (-w auto -g auto)', `node '${ours}' -i '${input}' -o '${out}' -w auto -g auto`, size),
+    ];
+    const oursOut = out + '.ours';
+    fs.renameSync(out, oursOut);
+    if (shim && gib === 1) {
+      results.push(best("Xen's convert-legacy-stream (py2.7)", `PYTHONPATH='${shim}' '${py}' '${path.join(xenTools, 'scripts/convert-legacy-stream')}' -i '${input}' -o '${out}' -w 32 -g pv`, size));
+      const same = spawnSync('cmp', ['-s', out, oursOut]).status === 0;
+      process.stdout.write(`outputs byte-identical to Xen's: ${same ? 'yes' : 'NO'}\n`);
+    }
+    const cat = results[0]!.mbps;
+    process.stdout.write(`${'command'.padEnd(38)} ${'MB/s'.padStart(8)} ${'% of cat'.padStart(9)} ${'best s'.padStart(8)} ${'peak RSS MiB'.padStart(13)}\n`);
+    for (const r of results)
+      process.stdout.write(`${r.label.padEnd(38)} ${r.mbps.toFixed(0).padStart(8)} ${((100 * r.mbps) / cat).toFixed(0).padStart(8)}% ${r.secs.toFixed(2).padStart(8)} ${r.rssMiB.toFixed(1).padStart(13)}\n`);
+    fs.rmSync(oursOut, { force: true });
+    fs.rmSync(out, { force: true });
+  }
+  if (shim) fs.rmSync(shim, { recursive: true, force: true });
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
