@@ -12,6 +12,7 @@ const LEGACY64: Toolstack = { xenVersion: '4.4', bitness: 64, streamFormat: 'leg
 const V2: Toolstack = { xenVersion: '4.17', bitness: 64, streamFormat: 'v2' };
 
 const dirs: string[] = [];
+const drivers: SimDriver[] = [];
 async function sim(toolstack: Toolstack, guests: { spec: VmSpec; seed: number; dirtyRate?: number }[] = []): Promise<SimDriver> {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-sim-'));
   dirs.push(stateDir);
@@ -24,9 +25,11 @@ async function sim(toolstack: Toolstack, guests: { spec: VmSpec; seed: number; d
     restartMs: 1,
   });
   await d.start();
+  drivers.push(d);
   return d;
 }
 afterEach(async () => {
+  for (const d of drivers.splice(0)) await d.close();
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 

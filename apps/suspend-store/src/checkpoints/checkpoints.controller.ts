@@ -16,7 +16,7 @@ import { AuthGuard, RequireScope } from '../auth/auth.guard';
 import { validateId } from './checkpoint.model';
 import { parseListQuery, parseReadQuery, parseUploadQuery } from './checkpoints.dto';
 import { CheckpointsService, type ReadResult } from './checkpoints.service';
-import { asBytes, writeAll } from '../common/streams';
+import { bodyChunks, writeAll } from '../common/streams';
 
 const ID_PARAM = { name: 'id', description: 'Checkpoint id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit' };
 
@@ -71,7 +71,7 @@ export class CheckpointsController {
         ...(q.sha256 ? { sha256: q.sha256 } : {}),
         labels: q.labels,
         // Not destroyed when the codec stops early: the rest is drained so the client reads the refusal.
-        body: asBytes(req.iterator({ destroyOnReturn: false })),
+        body: bodyChunks(req),
         ...(length !== undefined && /^\d+$/.test(length) ? { contentLength: Number(length) } : {}),
         signal: aborter.signal,
       });

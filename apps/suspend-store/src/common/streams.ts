@@ -58,3 +58,74 @@ export async function writeAll(out: Writable, body: AsyncIterable<Uint8Array>): 
   }
   if (!out.destroyed) out.end();
 }
+
+/**
+ * The chunks of a request body, with back-pressure. Unlike a plain for-await over the stream,
+ * stopping early does not destroy it: the socket stays usable, so the caller can drain the rest
+ * and still send an answer the client will read.
+ */
+export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resume(): unknown }): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+      const queue: Uint8Array[] = [];
+      let done = false;
+      let failure: unknown;
+      let wake: (() => void) | undefined;
+      const notify = (): void => {
+        const w = wake;
+        wake = undefined;
+        w?.();
+      };
+      const onData = (c: Buffer | string): void => {
+        queue.push(typeof c === 'string' ? Buffer.from(c) : c);
+        req.pause();
+        notify();
+      };
+      const onEnd = (): void => {
+        done = true;
+        notify();
+      };
+      const onError = (e: unknown): void => {
+        failure = e ?? new Error('request body failed');
+        notify();
+      };
+      const onClose = (): void => {
+        if (!done) failure ??= new Error('client closed the connection');
+        notify();
+      };
+      const detach = (): void => {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.off('error', onError);
+        req.off('close', onClose);
+      };
+      req.on('data', onData);
+      req.on('end', onEnd);
+      req.on('error', onError);
+      req.on('close', onClose);
+      return {
+        async next(): Promise<IteratorResult<Uint8Array>> {
+          for (;;) {
+            const c = queue.shift();
+            if (c) return { done: false, value: c };
+            if (failure) {
+              detach();
+              throw failure;
+            }
+            if (done) {
+              detach();
+              return { done: true, value: undefined };
+            }
+            const waiting = new Promise<void>((r) => (wake = r));
+            req.resume();
+            await waiting;
+          }
+        },
+        async return(): Promise<IteratorResult<Uint8Array>> {
+          detach();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
+}

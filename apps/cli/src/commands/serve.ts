@@ -1,0 +1,99 @@
+/**
+ * `ferry serve <service>`: runs one Ferry service in this process, configured by the
+ * environment (see the README for each service's variables). A bad or missing
+ * setting stops it at start with a one-line message naming the variable.
+ */
+import { parseArgs } from 'node:util';
+
+interface Running {
+  url?: string;
+  close(): Promise<void>;
+}
+type Starter = (env: NodeJS.ProcessEnv) => Promise<Running>;
+
+const SERVICES: Record<string, { summary: string; start: (role: string) => Starter[] }> = {
+  'control-plane': {
+    summary: 'REST API (/v1, /docs) and, with --role all (default), the scheduler and campaign runner',
+    start: (role) => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const cp = require('@ferry/control-plane') as typeof import('@ferry/control-plane');
+      const http: Starter = (env) => cp.startControlPlane(env);
+      const worker: Starter = (env) => cp.startControlPlaneWorker(env);
+      if (role === 'http') return [http];
+      if (role === 'worker') return [worker];
+      return [http, worker];
+    },
+  },
+  'control-plane-worker': {
+    summary: 'only the control plane\'s queue worker (same as control-plane --role worker)',
+    start: () => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const cp = require('@ferry/control-plane') as typeof import('@ferry/control-plane');
+      return [(env) => cp.startControlPlaneWorker(env)];
+    },
+  },
+  'suspend-store': {
+    summary: 'checkpoint images in object storage (local folder or S3)',
+    start: () => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const s = require('@ferry/suspend-store') as typeof import('@ferry/suspend-store');
+      return [(env) => s.startSuspendStore(env)];
+    },
+  },
+  'host-agent': {
+    summary: 'the agent of one hypervisor host (sim or xl driver)',
+    start: () => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const a = require('@ferry/host-agent') as { startHostAgent: Starter };
+      return [(env) => a.startHostAgent(env)];
+    },
+  },
+};
+
+function usage(): string {
+  const lines = ['usage: ferry serve <service> [--role http|worker|all]', '', 'services:'];
+  for (const [n, s] of Object.entries(SERVICES)) lines.push(`  ${n.padEnd(22)} ${s.summary}`);
+  return lines.join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { role: { type: 'string', default: 'all' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const name = positionals[0];
+  if (values.help || !name) {
+    process.stdout.write(usage() + '\n');
+    return values.help ? 0 : 2;
+  }
+  const svc = SERVICES[name];
+  if (!svc) {
+    process.stderr.write(`ferry serve: unknown service '${name}'\n${usage()}\n`);
+    return 2;
+  }
+  if (!['http', 'worker', 'all'].includes(values.role ?? 'all')) {
+    process.stderr.write(`ferry serve: --role must be http, worker or all\n`);
+    return 2;
+  }
+  const running: Running[] = [];
+  try {
+    for (const start of svc.start(values.role ?? 'all')) {
+      const r = await start(process.env);
+      running.push(r);
+      process.stdout.write(`ferry ${name}${r.url ? ` listening on ${r.url}` : ' running'}\n`);
+    }
+  } catch (e) {
+    await Promise.allSettled(running.map((r) => r.close()));
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`${msg.startsWith(`${name}:`) ? msg : `ferry serve ${name}: ${msg}`}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (): void => {
+      void Promise.allSettled(running.map((r) => r.close())).then(() => resolve(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
