@@ -123,7 +123,17 @@ export class FakeAgent {
 
   private async report(r: Omit<AgentReport, 'seq' | 'at'>): Promise<void> {
     if (this.hang && r.type === 'progress') return;
-    await this.call(AGENT_API.reports(this.hostId), { reports: [{ ...r, seq: ++this.seq, at: new Date().toISOString() }] });
+    const body = { reports: [{ ...r, seq: ++this.seq, at: new Date().toISOString() }] };
+    // like a real agent: retry on network errors / 5xx (reports are idempotent)
+    for (let i = 0; ; i++) {
+      try {
+        await this.call(AGENT_API.reports(this.hostId), body);
+        return;
+      } catch (e) {
+        if (i >= 100 || this.closed || /: 4\d\d /.test(String(e))) throw e;
+        await sleep(100);
+      }
+    }
   }
 
   private progress(operationId: string, attempt: number, job: HostJobName, phase: string, extra: Partial<Record<'bytesDone' | 'bytesTotal' | 'round' | 'dirtyRate' | 'rate', number>> & { etaMs?: number | null; expectedDowntimeMs?: number | null; downtimeMs?: number | null } = {}) {
@@ -176,7 +186,7 @@ export class FakeAgent {
           await this.report({ type: 'failed', operationId: p.migrationId, attempt: p.attempt, job: 'migrate-receive', error: { code: e instanceof Cancelled ? 'CANCELLED' : 'TIMEOUT', message: String(e), retryable: !(e instanceof Cancelled) } }).catch(() => undefined);
           throw e;
         } finally {
-          this.receives.delete(p.migrationId);
+          if (this.receives.get(p.migrationId)?.attempt === p.attempt) this.receives.delete(p.migrationId);
         }
       },
       'migrate-send': async (p) => {

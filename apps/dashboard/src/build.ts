@@ -48,7 +48,7 @@ export async function ensureBuilt(opts: { force?: boolean; log?: (line: string) 
   if (!opts.force && !isStale()) return 0;
   const t0 = Date.now();
   const tmp = `${DIST}.tmp-${process.pid}-${Date.now()}`;
-  const vite = require.resolve('vite/bin/vite.js', { paths: [REPO_ROOT] });
+  const vite = path.join(path.dirname(require.resolve('vite/package.json', { paths: [REPO_ROOT] })), 'bin', 'vite.js');
   opts.log?.('building the dashboard bundle (vite)…');
   await new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, [vite, 'build', '--config', path.join(DASHBOARD_ROOT, 'vite.config.mjs')], {

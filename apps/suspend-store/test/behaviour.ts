@@ -66,7 +66,7 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
     test('stores a v2 image and gives it back byte-identical, with its metadata', async () => {
       const res = await put('basic-1', img, 'vm=vm-basic&label=env=test&label=tier=gold');
       expect(res.status).toBe(201);
-      const meta = (await res.json()) as Record<string, any>;
+      const meta = (await res.json()) as { stats: { pages: number; vcpus: number } } & Record<string, unknown>;
       expect(meta).toMatchObject({
         id: 'basic-1',
         vm: 'vm-basic',
@@ -221,7 +221,6 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
       ).json()) as { token: string };
       expect((await put('auth-1', img, 'vm=v', writer.token)).status).toBe(201);
       expect((await store.call('DELETE', `/v1/tokens/${id}`)).status).toBe(204);
-      await sleep(5_100); // past the lookup cache
       expect((await store.call('GET', '/v1/checkpoints', { token })).status).toBe(401);
       expect(ADMIN.length).toBeGreaterThan(16);
     }, 30_000);
@@ -305,7 +304,7 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
         expect((await rs.call('PUT', '/v1/checkpoints/ret-b1?vm=vm-ret-b', { body: img })).status).toBe(201);
         await rs.backend.putBytes('checkpoints/ret-orphan/image-x.v2', Buffer.from('left by a crash'));
         const retention = rs.app.get(RetentionService);
-        const report = await retention.runOnce();
+        const report = await retention.runOnce(Date.now() + 5_000); // (object stores round times to the second)
         expect(report.expired).toEqual(expect.arrayContaining(['ret-a1', 'ret-a2']));
         expect(report.expired).not.toContain('ret-a3');
         expect(report.expired).not.toContain('ret-b1');

@@ -33,3 +33,5 @@ export { writeLegacy, encodePhysmap, encodeLegacyXlHeader, vcpuContextSize, type
 export { LegacyConverter, convertLegacy, type LegacyConvertOptions, type LegacyConvertSummary } from './legacy/convert';
 export { detectLegacy, DETECT_PREFIX, type LegacyDetection, type DetectOptions } from './legacy/detect';
 export { synthStream, hvmContextBlob, type SynthOptions } from './v2/synth';
+export { ingestToV2, readerRemainder, sniffV2, type IngestOptions } from './ingest';
+export { legacyFromV2, type LegacyFromV2Options } from './downconvert';

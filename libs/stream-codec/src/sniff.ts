@@ -10,6 +10,7 @@ import type { Framing } from './v2/types';
 
 export function sniffFraming(first: Uint8Array): Framing | 'legacy' | undefined {
   if (first.byteLength >= 32 && bytesEqual(first.subarray(0, 32), XL_MAGIC_BYTES)) return 'xl';
+  if (first.byteLength < 32 && bytesEqual(first, XL_MAGIC_BYTES.subarray(0, first.byteLength))) return undefined; // too short to tell
   if (first.byteLength >= 8 && bytesEqual(first.subarray(0, 8), LIBXL_IDENT_BYTES)) return 'libxl';
   if (first.byteLength >= 8 && isV2Marker(first)) return 'libxc';
   if (first.byteLength >= 8) return 'legacy';

@@ -43,23 +43,26 @@ export function openOutputFd(spec: string): number {
 const IOV_MAX = 1024;
 const BATCH_BYTES = 8 * 1024 * 1024;
 
-function writev(fd: number, bufs: Uint8Array[]): Promise<number> {
-  return new Promise((res, rej) => fs.writev(fd, bufs, (e, n) => (e ? rej(e) : res(n))));
+/**
+ * Blocking I/O: a converter has nothing else to do meanwhile, and a synchronous call
+ * costs microseconds where a thread-pool round trip costs tens. A descriptor someone
+ * left non-blocking (EAGAIN) is retried after a short sleep.
+ */
+async function writev(fd: number, bufs: Uint8Array[]): Promise<number> {
+  for (;;) {
+    try {
+      return fs.writevSync(fd, bufs);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
 }
 
 async function flushAll(fd: number, bufs: Uint8Array[]): Promise<void> {
   let list = bufs;
   while (list.length) {
-    let n: number;
-    try {
-      n = await writev(fd, list);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') {
-        await new Promise((r) => setTimeout(r, 1));
-        continue;
-      }
-      throw e;
-    }
+    let n = await writev(fd, list);
     // Partial write: drop what went out.
     let i = 0;
     while (i < list.length && n >= list[i]!.byteLength) n -= list[i++]!.byteLength;
@@ -112,8 +115,17 @@ export function writeToFd(chunks: AsyncIterable<Uint8Array>, fd: number, onBytes
   return new FdSink(fd, onBytes).drain(chunks);
 }
 
-function readInto(fd: number, buf: Uint8Array): Promise<number> {
-  return new Promise((res, rej) => fs.read(fd, buf, 0, buf.byteLength, null, (e, n) => (e ? rej(e) : res(n))));
+async function readInto(fd: number, buf: Uint8Array): Promise<number> {
+  for (;;) {
+    try {
+      return fs.readSync(fd, buf, 0, buf.byteLength, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EOF') return 0;
+      if (code !== 'EAGAIN') throw e;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
 }
 
 /**

@@ -122,6 +122,43 @@ export class Store {
   }
 }
 
+/**
+ * Fleet throughput per bucket over [now - windowMs, now]: live rate reports for migrations seen
+ * moving while the page was open, and each finished migration's average rate over its run for
+ * the rest (so the chart has history right after a reload).
+ */
+export function throughputSeries(store: Store, windowMs: number, bucketMs: number, now = Date.now()): { t: number; v: number }[] {
+  const t0 = now - windowMs;
+  const n = Math.ceil(windowMs / bucketMs);
+  const sums = new Array<number>(n + 1).fill(0);
+  const add = (from: number, to: number, rate: number): void => {
+    for (let t = Math.max(from, t0); t <= Math.min(to, now); t += bucketMs) {
+      const i = Math.floor((t - t0) / bucketMs);
+      if (i >= 0 && i <= n) sums[i] = sums[i]! + rate;
+    }
+  };
+  for (const m of store.migrations.values()) {
+    const hist = store.rateHistory.get(m.id);
+    if (hist && hist.length > 0) {
+      // Live figures: each report holds until the next one (at most 5 s).
+      for (let i = 0; i < hist.length; i++) {
+        const a = hist[i]!;
+        const end = Math.min(hist[i + 1]?.t ?? now, a.t + 5000);
+        const first = Math.ceil((a.t - t0) / bucketMs);
+        const last = Math.floor((end - t0) / bucketMs);
+        for (let j = Math.max(first, 0); j <= Math.min(last, n); j++) sums[j] = Math.max(sums[j]!, 0) + a.rate;
+      }
+      continue;
+    }
+    if (!m.startedAt || !m.finishedAt) continue;
+    const s0 = Date.parse(m.startedAt);
+    const s1 = Date.parse(m.finishedAt);
+    if (!(s1 > s0) || s1 < t0) continue;
+    add(s0, s1, Math.max(m.progress.bytesDone, m.progress.bytesTotal) / ((s1 - s0) / 1000));
+  }
+  return sums.map((v, i) => ({ t: t0 + i * bucketMs, v }));
+}
+
 function isFull(d: Record<string, unknown>): boolean {
   return typeof d.id === 'string' && ('updatedAt' in d || 'registeredAt' in d || 'createdAt' in d);
 }

@@ -284,7 +284,7 @@ export class SimDriver implements HypervisorDriver {
           summary.pageBytes += yield* send(all);
         } else {
           g.startLog();
-          let set = all;
+          let set: Uint32Array = all;
           for (let round = 1; ; round++) {
             const t0 = Date.now();
             const d0 = g.dirtied;

@@ -50,7 +50,7 @@ describe('sim memory', () => {
     const t = new GuestMemory(0, new Uint32Array(16), 'missing');
     for (let i = 0; i < 16; i++) t.accept(i, data.subarray(i * 4096, (i + 1) * 4096));
     expect(t.digest()).toBe(m.digest());
-    data[4096 * 5 + 1000] ^= 1;
+    data[4096 * 5 + 1000] = data[4096 * 5 + 1000]! ^ 1;
     const u = new GuestMemory(0, new Uint32Array(16), 'missing');
     for (let i = 0; i < 16; i++) u.accept(i, data.subarray(i * 4096, (i + 1) * 4096));
     expect(u.corruptPages).toBe(1);

@@ -109,6 +109,8 @@ export const writeV2: StreamWriter = (img) => encodeV2(v2Items(img));
 async function* legacyPages(batches: AsyncIterable<PageBatch>): AsyncGenerator<LegacyBodyItem, void, undefined> {
   for await (const b of batches) {
     for (let i = 0; i < b.pfns.length; i++) yield { pfn: b.pfns[i]!, type: 0, data: b.data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE) };
+    // an empty raw item ends the writer's batch here: a legacy batch never mixes two rounds (no pfn twice)
+    yield { raw: EMPTY };
   }
 }
 

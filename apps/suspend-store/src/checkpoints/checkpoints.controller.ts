@@ -61,6 +61,7 @@ export class CheckpointsController {
       if (!req.complete) aborter.abort();
     };
     req.once('close', onClose);
+    const body = bodyChunks(req);
     try {
       const meta = await this.checkpoints.upload({
         id,
@@ -71,11 +72,14 @@ export class CheckpointsController {
         ...(q.sha256 ? { sha256: q.sha256 } : {}),
         labels: q.labels,
         // Not destroyed when the codec stops early: the rest is drained so the client reads the refusal.
-        body: bodyChunks(req),
+        body,
         ...(length !== undefined && /^\d+$/.test(length) ? { contentLength: Number(length) } : {}),
         signal: aborter.signal,
       });
       res.status(201).location(`/v1/checkpoints/${encodeURIComponent(id)}`).json(meta);
+    } catch (e) {
+      body.discard();
+      throw e;
     } finally {
       req.off('close', onClose);
     }

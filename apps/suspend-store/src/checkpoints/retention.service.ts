@@ -58,7 +58,7 @@ export class RetentionService implements OnApplicationBootstrap, OnModuleDestroy
   private async pass(now: number): Promise<RetentionReport> {
     const { keepLast, maxAgeMs, staleUploadAgeMs } = this.config.retention;
     const report: RetentionReport = { expired: [], orphansRemoved: 0, staleUploadsRemoved: 0 };
-    report.staleUploadsRemoved = await this.backend.sweepStaleUploads(staleUploadAgeMs);
+    report.staleUploadsRemoved = await this.backend.sweepStaleUploads(staleUploadAgeMs - (now - Date.now()));
     const byVm = new Map<string, CheckpointMeta[]>();
     for await (const { id, meta } of this.repo.all()) {
       // Objects not named by a committed meta are leftovers of uploads that died before commit.

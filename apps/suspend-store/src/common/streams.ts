@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 
 /** Small async-iterable helpers; none holds more than one chunk. */
@@ -52,57 +51,72 @@ export async function* asBytes(source: AsyncIterable<unknown>): AsyncGenerator<U
 export async function writeAll(out: Writable, body: AsyncIterable<Uint8Array>): Promise<void> {
   for await (const c of body) {
     if (out.destroyed) return;
-    if (!out.write(c)) {
-      await Promise.race([once(out, 'drain'), once(out, 'close')]);
-    }
+    if (!out.write(c)) await drained(out);
   }
   if (!out.destroyed) out.end();
 }
 
 /**
  * The chunks of a request body, with back-pressure. Unlike a plain for-await over the stream,
- * stopping early does not destroy it: the socket stays usable, so the caller can drain the rest
- * and still send an answer the client will read.
+ * stopping early does not destroy it: `discard()` lets the rest flow away unread, so the socket
+ * stays usable and the client still reads the answer (a refusal) after sending everything.
  */
-export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resume(): unknown }): AsyncIterable<Uint8Array> {
+export interface RequestBody extends AsyncIterable<Uint8Array> {
+  discard(): void;
+}
+
+export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resume(): unknown }): RequestBody {
+  const queue: Uint8Array[] = [];
+  let done = false;
+  let failure: unknown;
+  let attached = false;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (c: Buffer | string): void => {
+    queue.push(typeof c === 'string' ? Buffer.from(c) : c);
+    req.pause();
+    notify();
+  };
+  const onEnd = (): void => {
+    done = true;
+    notify();
+  };
+  const onError = (e: unknown): void => {
+    failure = e ?? new Error('request body failed');
+    notify();
+  };
+  const onClose = (): void => {
+    if (!done) failure ??= new Error('client closed the connection');
+    notify();
+  };
+  const detach = (): void => {
+    if (!attached) return;
+    attached = false;
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('error', onError);
+    req.off('close', onClose);
+  };
   return {
+    discard(): void {
+      detach();
+      queue.length = 0;
+      done = true;
+      req.resume();
+      notify();
+    },
     [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-      const queue: Uint8Array[] = [];
-      let done = false;
-      let failure: unknown;
-      let wake: (() => void) | undefined;
-      const notify = (): void => {
-        const w = wake;
-        wake = undefined;
-        w?.();
-      };
-      const onData = (c: Buffer | string): void => {
-        queue.push(typeof c === 'string' ? Buffer.from(c) : c);
-        req.pause();
-        notify();
-      };
-      const onEnd = (): void => {
-        done = true;
-        notify();
-      };
-      const onError = (e: unknown): void => {
-        failure = e ?? new Error('request body failed');
-        notify();
-      };
-      const onClose = (): void => {
-        if (!done) failure ??= new Error('client closed the connection');
-        notify();
-      };
-      const detach = (): void => {
-        req.off('data', onData);
-        req.off('end', onEnd);
-        req.off('error', onError);
-        req.off('close', onClose);
-      };
-      req.on('data', onData);
-      req.on('end', onEnd);
-      req.on('error', onError);
-      req.on('close', onClose);
+      if (!attached && !done) {
+        attached = true;
+        req.on('data', onData);
+        req.on('end', onEnd);
+        req.on('error', onError);
+        req.on('close', onClose);
+      }
       return {
         async next(): Promise<IteratorResult<Uint8Array>> {
           for (;;) {
@@ -128,4 +142,17 @@ export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resu
       };
     },
   };
+}
+
+/** Resolves on 'drain' or 'close', whichever comes first, leaving no listener behind. */
+function drained(out: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
 }

@@ -216,7 +216,7 @@ export class LegacyConverter {
     const optlen = dv.getUint32(12, LE);
     if (this.libxl) mflags = (mflags | XL_MANDATORY_FLAG_STREAMV2) >>> 0;
     const out = new Writer(16, LE).u32(byteorder).u32(mflags).u32(oflags).u32(optlen).bytes;
-    yield* this.emit([magic.slice(), out]);
+    yield* this.emit([new Uint8Array(magic), out]);
     // The optional data (xl's JSON config) streams through; a lying length costs no memory.
     for await (const piece of r.stream(optlen, 'xl header optional data')) yield* this.emit([piece]);
     this.info('Processed xl header');
@@ -526,7 +526,7 @@ export class LegacyConverter {
     if (this.libxl) {
       yield* this.streamRecord(LIBXL_REC.EMULATOR_CONTEXT, [new Writer(8, LE).u32(0).u32(0).bytes], size, 'qemu record');
     } else {
-      yield* this.emit([rawsig.slice(), rawsz.slice()]);
+      yield* this.emit([new Uint8Array(rawsig), new Uint8Array(rawsz)]);
       for await (const piece of r.stream(size, 'qemu record')) yield* this.emit([piece]);
     }
   }

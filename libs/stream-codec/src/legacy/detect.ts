@@ -53,6 +53,8 @@ interface Reading {
   libxlToolstack: boolean;
   /** Parsed to the end of the image. */
   complete: boolean;
+  /** Ran out of bytes while still consistent. */
+  truncated?: boolean;
 }
 
 class OutOfBytes extends Error {}
@@ -113,7 +115,6 @@ function probe(b: Uint8Array, width: LegacyWidth, guest: LegacyGuest, complete: 
     const p2m = p.ulong();
     if (width === 64 && p2m >> 32n !== 0n) return die(`octets 4-7 are not zero, so a 64-bit p2m_size would be ${hex(p2m)} (over 2^32 pages)`);
     if (width === 64) {
-      rd.reasons.push('octets 4-7 are zero (p2m_size < 2^32 read as a 64-bit word)');
       rd.score += 1;
     }
     if (p2m === 0n) return die('p2m_size would be 0');
@@ -268,8 +269,9 @@ function probe(b: Uint8Array, width: LegacyWidth, guest: LegacyGuest, complete: 
     }
   } catch (e) {
     if (!(e instanceof OutOfBytes)) throw e;
-    if (complete) return die('the image ends early');
-    rd.reasons.push('(looked no further than the first ' + b.byteLength + ' bytes)');
+    // Consistent with every byte there is: still a candidate (a truncated image is the converter's to report).
+    rd.reasons.push(complete ? 'the image ends before this reading is complete' : `(looked no further than the first ${b.byteLength} bytes)`);
+    rd.truncated = true;
   }
   return rd;
 }
@@ -342,14 +344,21 @@ export function detectLegacy(prefix: Uint8Array, opts: DetectOptions = {}): Lega
     );
   }
   pool.sort((a, b) => b.score - a.score);
+  // A reading that explains the image to its end beats readings that ran out of bytes.
+  const whole = pool.filter((r) => r.complete);
+  if (whole.length === 1 && (complete || whole[0]!.decisive)) {
+    const top = whole[0]!;
+    const others = readings.filter((r) => r !== top).map((r) => (r.alive ? `${r.name} cannot explain the image to its end` : `not ${r.name}: ${r.dead}`));
+    return result(top, 'certain', others);
+  }
   const top = pool[0]!;
   if (pool.length === 1) {
     const others = readings.filter((r) => r !== top && !r.alive).map((r) => `not ${r.name}: ${r.dead}`);
-    const confidence = top.decisive || top.complete ? 'certain' : top.score >= 4 ? 'high' : 'low';
-    return result(top, declared && confidence === 'low' ? 'low' : confidence, others);
+    const confidence = top.decisive && !top.truncated ? 'certain' : top.decisive || top.score >= 4 ? 'high' : 'low';
+    return result(top, confidence, others);
   }
   const second = pool[1]!;
-  if (top.score - second.score >= 3 && (top.decisive || top.complete)) {
+  if (top.score - second.score >= 3 && top.decisive) {
     return result(top, 'high', pool.slice(1).map((r) => `${r.name} cannot be ruled out but explains less (${r.score} vs ${top.score})`));
   }
   throw new AmbiguousStreamError(

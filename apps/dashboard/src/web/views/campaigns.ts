@@ -176,12 +176,12 @@ export function campaignsView(app: App): View {
     mount: () => h('div.view', h('h1', 'Campaigns'), h('section', h('h2', 'Plan an upgrade'), form, planBox), h('section', h('h2', 'Campaigns'), list)),
     update() {
       // Host checkboxes: rebuilt only when the set of hosts changes (keeps ticks).
-      const hosts = [...store.hosts.values()].sort((a, b) => a.hostname.localeCompare(b.hostname));
+      const hosts = [...store.hosts.values()].sort((a, b) => a.id.localeCompare(b.id));
       const sig = hosts.map((x) => `${x.id}:${x.toolstack.bitness}${x.toolstack.streamFormat}`).join(',');
       if (sig !== pickedSig) {
         pickedSig = sig;
         const ticked = new Set([...picks.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value));
-        replace(picks, hosts.map((x) => h('label.pick', h('input', { type: 'checkbox', value: x.id, checked: ticked.has(x.id) }), ` ${x.hostname} (${x.toolstack.bitness}-bit ${x.toolstack.streamFormat})`)));
+        replace(picks, hosts.map((x) => h('label.pick', h('input', { type: 'checkbox', value: x.id, checked: ticked.has(x.id) }), ` ${x.id} (${x.toolstack.bitness}-bit ${x.toolstack.streamFormat})`)));
       }
       const all = [...store.campaigns.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
       replace(list, all.length ? all.map(card) : h('p.muted', 'No campaigns yet.'));

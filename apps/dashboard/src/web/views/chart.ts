@@ -49,6 +49,5 @@ export function sparkline(values: number[], w = 120, hgt = 24): SVGSVGElement {
 }
 
 function niceMax(v: number): number {
-  const p = Math.pow(2, Math.ceil(Math.log2(v)));
-  return p;
+  return Math.pow(2, Math.ceil(Math.log2(Math.max(v, 1024 * 1024))));
 }

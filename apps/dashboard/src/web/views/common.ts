@@ -22,7 +22,8 @@ export function groupKey(host: HostDto): string {
 
 export function hostName(hosts: Map<string, HostDto>, id: string | null): string {
   if (!id) return '-';
-  return hosts.get(id)?.hostname ?? id;
+  // Host ids are what operators type (hostnames may repeat: sim hosts share the machine's).
+  return id;
 }
 
 export function vmName(vms: Map<string, VmDto>, id: string): string {

@@ -17,7 +17,7 @@ export function fleetView(app: App): View {
     const targets = [...store.hosts.values()]
       .filter((t) => t.id !== vm.hostId)
       .map((t) => ({ t, c: canReceive(t.toolstack, guest), usable: t.state === 'online' && !t.draining && !t.maintenance }))
-      .sort((a, b) => a.t.hostname.localeCompare(b.t.hostname));
+      .sort((a, b) => a.t.id.localeCompare(b.t.id));
     const target = h(
       'select',
       { name: 'target', 'data-testid': 'migrate-target' },
@@ -26,7 +26,7 @@ export function fleetView(app: App): View {
         h(
           'option',
           { value: t.id, disabled: !c.ok || !usable },
-          `${t.hostname} (${t.toolstack.bitness}-bit ${t.toolstack.streamFormat}, Xen ${t.toolstack.xenVersion})${c.ok ? (c.restore.format === 'legacy' ? ' - down-converts to legacy' : '') : ` - ${c.reason}`}${usable ? '' : ` - ${t.state}${t.draining ? ', draining' : ''}${t.maintenance ? ', maintenance' : ''}`}`,
+          `${t.id} (${t.toolstack.bitness}-bit ${t.toolstack.streamFormat}, Xen ${t.toolstack.xenVersion})${c.ok ? (c.restore.format === 'legacy' ? ' - down-converts to legacy' : '') : ` - ${c.reason}`}${usable ? '' : ` - ${t.state}${t.draining ? ', draining' : ''}${t.maintenance ? ', maintenance' : ''}`}`,
         ),
       ),
     );
@@ -52,7 +52,7 @@ export function fleetView(app: App): View {
         },
       },
       h('h3', `Migrate ${vm.name}`),
-      h('p.muted', `${vm.type.toUpperCase()}${vm.guestWidth ? ` ${vm.guestWidth}-bit` : ''}, ${mib(vm.memoryMiB)}, now on ${src?.hostname ?? vm.hostId ?? '-'}`),
+      h('p.muted', `${vm.type.toUpperCase()}${vm.guestWidth ? ` ${vm.guestWidth}-bit` : ''}, ${mib(vm.memoryMiB)}, now on ${src?.id ?? vm.hostId ?? '-'}`),
       h('label', 'Target ', target),
       h('label', 'Mode ', mode),
       h('label', 'Bandwidth cap (MiB/s) ', bw),
@@ -69,7 +69,7 @@ export function fleetView(app: App): View {
     return h(
       'article.host',
       { 'data-testid': `host-${host.id}`, 'data-bitness': host.toolstack.bitness },
-      h('div.host-head', h('strong', host.hostname), h('span.muted', ` ${host.id}`), h('span.spacer'), badge(host.state), ...flags),
+      h('div.host-head', h('strong', host.id), host.hostname !== host.id ? h('span.muted', ` ${host.hostname}`) : null, h('span.spacer'), badge(host.state), ...flags),
       h('div.muted', `Xen ${host.toolstack.xenVersion} · ${host.toolstack.bitness}-bit dom0 · ${host.toolstack.streamFormat} stream · ${host.byteOrder}-endian · heartbeat ${ago(host.lastHeartbeatAt)}`),
       h(
         'div.capacity',
@@ -118,7 +118,7 @@ export function fleetView(app: App): View {
         live,
         keys.length === 0 ? h('p.muted', 'No hosts registered yet.') : null,
         keys.map((k) => {
-          const hosts = groups.get(k)!.sort((a, b) => a.hostname.localeCompare(b.hostname));
+          const hosts = groups.get(k)!.sort((a, b) => a.id.localeCompare(b.id));
           const mem = hosts.reduce((a, x) => [a[0]! + x.used.memoryMiB, a[1]! + x.capacity.memoryMiB], [0, 0]);
           return h(
             'div.group',

@@ -5,6 +5,7 @@ import type { App, View } from '../app';
 import { h, replace } from '../dom';
 import { ago, bytes, duration, rate } from '../format';
 import { areaChart, sparkline } from './chart';
+import { throughputSeries } from '../store';
 import { PHASE_STEPS, badge, bar, hostName, vmName } from './common';
 
 export function migrationsView(app: App): View {
@@ -68,7 +69,7 @@ export function migrationsView(app: App): View {
         h('dt', 'rate'),
         h('dd', rate(p.rate)),
         h('dt', 'ETA'),
-        h('dd', duration(p.etaMs)),
+        h('dd', terminal ? '-' : duration(p.etaMs)),
         h('dt', 'round'),
         h('dd', String(p.round)),
         h('dt', 'dirty'),
@@ -100,7 +101,8 @@ export function migrationsView(app: App): View {
       const act = all.filter((m) => !isTerminalPhase(m.phase));
       const done = all.filter((m) => isTerminalPhase(m.phase)).slice(0, 50);
       const last = store.samples[store.samples.length - 1];
-      replace(chart, areaChart(store.samples.map((x) => ({ t: x.t, v: x.rate }))), h('p.muted', `now ${rate(last?.rate ?? 0)} across ${last?.active ?? 0} migration(s)`));
+      const width = Math.max(480, Math.round(chart.clientWidth - 20) || 960);
+      replace(chart, areaChart(throughputSeries(store, 10 * 60_000, 2000), { width }), h('p.muted', `now ${rate(last?.rate ?? 0)} across ${last?.active ?? 0} migration(s)`));
       replace(active, act.length ? act.map(row) : h('p.muted', 'Nothing is moving.'));
       replace(recent, done.length ? done.map(row) : h('p.muted', 'None yet.'));
     },

@@ -1,0 +1,107 @@
+import { afterAll, expect, it } from 'vitest';
+import type { CampaignDto, CampaignPlanDto, HostDto, VmDto } from '@ferry/contracts';
+import { digest } from './fake-agent';
+import { LEGACY32, V2_64, World, api, guest, until } from './harness';
+
+const w = new World();
+afterAll(() => w.close());
+
+const camp = { hosts: { bitness: 32 }, strategy: 'evacuate-and-return', maxParallelHosts: 1, maxParallelMigrations: 2, onError: 'stop' };
+
+it('plan shows every host, VM and blocker without moving anything', async () => {
+  const { url } = await w.cp();
+  await w.agent(url, { hostId: 'old-x', toolstack: LEGACY32, guests: [guest('px', { guestWidth: 32 })] });
+  // no other host at all: every VM is blocked
+  const p = await api<CampaignPlanDto>(url, '/v1/campaigns/plan', { body: camp });
+  expect(p.status).toBe(200);
+  expect(p.body.feasible).toBe(false);
+  expect(p.body.blockers[0]).toMatchObject({ hostId: 'old-x', vmId: 'px', code: 'NO_COMPATIBLE_TARGET' });
+  expect((await api(url, '/v1/campaigns', { body: camp })).status).toBe(422);
+  const none = await api<CampaignPlanDto>(url, '/v1/campaigns/plan', { body: { ...camp, hosts: { ids: ['zzz'] } } });
+  expect(none.body.blockers[0]!.code).toBe('NO_HOSTS');
+  await w.agents.pop()!.stop();
+  await w.redis.del(`${w.keyPrefix}:hosts`);
+});
+
+it('upgrades two 32-bit legacy hosts host by host, survives a control-plane crash mid-campaign, with two replicas', async () => {
+  // two replicas against the same Redis; the first one "crashes" mid-campaign (closed without
+  // finishing), its lease expires, the survivor continues from the persisted step.
+  const a = await w.cp();
+  const b = await w.cp();
+  const gs = {
+    old1: [guest('o1-a'), guest('o1-b', { type: 'hvm' })],
+    old2: [guest('o2-a')],
+    new1: [guest('n1-a', { guestWidth: 64 })],
+  };
+  for (const [hostId, guests] of Object.entries(gs)) {
+    await w.agent(a.url, { hostId, toolstack: hostId.startsWith('old') ? LEGACY32 : V2_64, guests, roundMs: 20, rounds: 3 });
+  }
+  await w.agent(b.url, { hostId: 'new2', toolstack: V2_64 });
+  const digests = new Map(Object.values(gs).flat().map((g) => [g.vmId, digest(g.memory)]));
+
+  const plan = await api<CampaignPlanDto>(a.url, '/v1/campaigns/plan', { body: camp });
+  expect(plan.body.feasible).toBe(true);
+  expect(plan.body.hosts.map((h) => h.hostId)).toEqual(['old1', 'old2']);
+  expect(plan.body.hosts[0]!.vms.map((v) => v.parkOn).every((p) => p === 'new1' || p === 'new2')).toBe(true);
+  expect((await api<HostDto>(a.url, '/v1/hosts/old1')).body.draining).toBe(false); // plan moved nothing
+
+  const c = await api<CampaignDto>(a.url, '/v1/campaigns', { body: camp });
+  expect(c.status).toBe(201);
+  const id = c.body.id;
+  // wait until the first host is done, then crash replica A (B keeps running)
+  await until('first host done', async () => (await api<CampaignDto>(b.url, `/v1/campaigns/${id}`)).body.hosts[0]!.state === 'done', 30_000);
+  await w.cps.shift()!.close();
+  const done = await until(
+    'campaign completed',
+    async () => {
+      const x = (await api<CampaignDto>(b.url, `/v1/campaigns/${id}`)).body;
+      return ['completed', 'failed', 'aborted'].includes(x.state) ? x : null;
+    },
+    45_000,
+  );
+  expect(done.error).toBeNull();
+  expect(done.state).toBe('completed');
+  expect(done.counts).toEqual({ hostsTotal: 2, hostsDone: 2, hostsFailed: 0 });
+  for (const h of ['old1', 'old2']) {
+    const host = (await api<HostDto>(b.url, `/v1/hosts/${h}`)).body;
+    expect(host).toMatchObject({ toolstack: V2_64, draining: false, campaignId: null, state: 'online' });
+  }
+  // every VM is back home with the same memory
+  const vms = (await api<{ items: VmDto[] }>(b.url, '/v1/vms?limit=100')).body.items;
+  for (const [home, guests] of Object.entries(gs)) {
+    for (const g of guests) {
+      const v = vms.find((x) => x.id === g.vmId)!;
+      expect(v.hostId, g.vmId).toBe(home);
+      expect(v.memoryDigest).toBe(digests.get(g.vmId));
+    }
+  }
+});
+
+it('campaign restart after a full stop: a new control plane continues a persisted campaign (suspend-and-resume)', async () => {
+  const first = await w.cp();
+  await w.agent(first.url, { hostId: 'old9', toolstack: LEGACY32, guests: [guest('s9-a'), guest('s9-b')] });
+  const c = await api<CampaignDto>(first.url, '/v1/campaigns', { body: { ...camp, hosts: { ids: ['old9'] }, strategy: 'suspend-and-resume' } });
+  expect(c.status).toBe(201);
+  await until('draining started', async () => (await api<CampaignDto>(first.url, `/v1/campaigns/${c.body.id}`)).body.hosts[0]!.state !== 'pending');
+  // stop every control plane
+  while (w.cps.length) await w.cps.shift()!.close();
+  const second = await w.cp();
+  for (const a of w.agents) (a as unknown as { o: { cpUrl: string } }).o.cpUrl = second.url;
+  let last: unknown;
+  const done = await until(
+    'campaign completed after restart',
+    async () => {
+      const x = (await api<CampaignDto>(second.url, `/v1/campaigns/${c.body.id}`)).body;
+      last = x;
+      return ['completed', 'failed'].includes(x.state) ? x : null;
+    },
+    30_000,
+  ).catch(async (e) => {
+    console.error(JSON.stringify(last, null, 1), JSON.stringify((await api(second.url, '/v1/operations')).body, null, 1));
+    throw e;
+  });
+  expect(done.state).toBe('completed');
+  const v = (await api<VmDto>(second.url, '/v1/vms/s9-a')).body;
+  expect(v).toMatchObject({ hostId: 'old9', state: 'running' });
+  expect(v.latestCheckpoint).not.toBeNull();
+});

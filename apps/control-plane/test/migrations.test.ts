@@ -1,0 +1,170 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { MigrationDto, VmDto } from '@ferry/contracts';
+import { digest } from './fake-agent';
+import { LEGACY32, V2_64, World, api, guest, until } from './harness';
+
+let w: World;
+afterEach(() => w?.close());
+
+async function migrate(url: string, body: Record<string, unknown>, key = `k-${Math.random()}`) {
+  return api<MigrationDto>(url, '/v1/migrations', { body, headers: { 'idempotency-key': key } });
+}
+const getM = async (url: string, id: string) => (await api<MigrationDto>(url, `/v1/migrations/${id}`)).body;
+const done = (url: string, id: string, phases = ['completed', 'failed', 'cancelled']) => until(`migration ${id} to finish`, async () => {
+  const m = await getM(url, id);
+  return phases.includes(m.phase) ? m : null;
+});
+
+describe('migrations with fake agents', () => {
+  it('live-migrates a VM: 202, true progress, digest kept, VM moves; idempotent', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    const g = guest('vm-a');
+    await w.agent(url, { hostId: 'src', toolstack: LEGACY32, guests: [g], roundMs: 30, rounds: 4 });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    const r = await migrate(url, { vm: 'vm-a', mode: 'live', bandwidth: 100 }, 'same-key');
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({ phase: 'queued', cancellable: true, pointOfNoReturn: { phase: 'committing', passed: false } });
+    const again = await migrate(url, { vm: 'vm-a', mode: 'live', bandwidth: 100 }, 'same-key');
+    expect(again.status).toBe(202);
+    expect(again.body.id).toBe(r.body.id);
+    expect((await migrate(url, { vm: 'vm-a', mode: 'cold' }, 'same-key')).status).toBe(422);
+    const seen = new Set<string>();
+    const m = await until('completion', async () => {
+      const x = await getM(url, r.body.id);
+      seen.add(x.phase);
+      return x.phase === 'completed' ? x : null;
+    });
+    expect(m.targetHostId).toBe('dst');
+    expect(m.restore).toEqual({ format: 'v2' });
+    expect(m.progress.bytesDone).toBe(512 * 1048576);
+    expect(m.progress.round).toBeGreaterThanOrEqual(4);
+    expect(m.progress.downtimeMs).not.toBeNull();
+    expect(m.cancellable).toBe(false);
+    expect(m.pointOfNoReturn.passed).toBe(true);
+    expect(seen.has('precopy')).toBe(true);
+    const vm = (await api<VmDto>(url, '/v1/vms/vm-a')).body;
+    expect(vm).toMatchObject({ hostId: 'dst', state: 'running', memoryDigest: digest(g.memory), activeOperationId: null });
+    const list = await api<{ items: MigrationDto[]; total: number }>(url, '/v1/migrations?vm=vm-a&phase=completed&limit=10');
+    expect(list.body.total).toBe(1);
+    const byHost = await api<{ total: number }>(url, '/v1/migrations?host=dst&active=false');
+    expect(byHost.body.total).toBe(1);
+  });
+
+  it('refuses an incompatible explicit target (64-bit PV guest to a 32-bit legacy toolstack) and the scheduler never picks one', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm64', { guestWidth: 64 })] });
+    await w.agent(url, { hostId: 'old', toolstack: LEGACY32 });
+    const r = await migrate(url, { vm: 'vm64', mode: 'live', target: 'old' });
+    expect(r.status).toBe(422);
+    const q = await migrate(url, { vm: 'vm64', mode: 'live' });
+    expect(q.status).toBe(202);
+    const waiting = await until('a waiting reason', async () => (await getM(url, q.body.id)).waitingReason?.includes('64-bit PV') && (await getM(url, q.body.id)));
+    expect(waiting.phase).toBe('queued');
+    // a compatible host appears: the queued migration proceeds (queue, never reject)
+    await w.agent(url, { hostId: 'new', toolstack: V2_64 });
+    expect((await done(url, q.body.id)).phase).toBe('completed');
+  });
+
+  it('a cancel before the point of no return leaves the VM on its source; after it, cancel is refused', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    const g = guest('vm-c');
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [g, guest('vm-d')], roundMs: 100, rounds: 20 });
+    const dst = await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    const r = await migrate(url, { vm: 'vm-c', mode: 'live' });
+    await until('precopy', async () => (await getM(url, r.body.id)).phase === 'precopy');
+    const c = await api<MigrationDto>(url, `/v1/migrations/${r.body.id}/cancel`, { method: 'POST' });
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ phase: 'cancelled', cancellable: false });
+    await until('vm back to running on src', async () => {
+      const v = (await api<VmDto>(url, '/v1/vms/vm-c')).body;
+      return v.hostId === 'src' && v.state === 'running' && !v.activeOperationId;
+    });
+    await new Promise((res) => setTimeout(res, 300));
+    expect(w.agents[0]!.guests.get('vm-c')?.state).toBe('running');
+    expect(dst.guests.has('vm-c')).toBe(false);
+    expect((await api(url, `/v1/migrations/${r.body.id}/cancel`, { method: 'POST' })).status).toBe(409);
+
+    // past the point of no return: hold the target just after restore, then after commit
+    let release!: () => void;
+    dst.pauseBeforeCommit = new Promise<void>((res) => (release = res));
+    const r2 = await migrate(url, { vm: 'vm-d', mode: 'cold' });
+    await until('verifying', async () => (await getM(url, r2.body.id)).phase === 'verifying');
+    const m2 = await getM(url, r2.body.id);
+    expect(m2.cancellable).toBe(true);
+    release();
+    await until('committing or completed', async () => ['committing', 'completed'].includes((await getM(url, r2.body.id)).phase));
+    const refused = await api<{ message: string }>(url, `/v1/migrations/${r2.body.id}/cancel`, { method: 'POST' });
+    expect(refused.status).toBe(409);
+    expect((await done(url, r2.body.id)).phase).toBe('completed');
+  });
+
+  it('a cancel racing the commit: the commit is refused and the VM stays on its source', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-r')] });
+    const dst = await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    let release!: () => void;
+    dst.pauseBeforeCommit = new Promise<void>((res) => (release = res));
+    const r = await migrate(url, { vm: 'vm-r', mode: 'live' });
+    await until('verifying', async () => (await getM(url, r.body.id)).phase === 'verifying');
+    expect((await api(url, `/v1/migrations/${r.body.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    release();
+    await until('guest back on source', async () => w.agents[0]!.guests.get('vm-r')?.state === 'running' && !dst.guests.has('vm-r'));
+    expect((await getM(url, r.body.id)).phase).toBe('cancelled');
+    expect((await api<VmDto>(url, '/v1/vms/vm-r')).body.hostId).toBe('src');
+  });
+
+  it('no progress for the stall time: declared stalled, cancelled, VM left on the source', async () => {
+    w = new World();
+    const { url } = await w.cp({ FERRY_STALL_AFTER_MS: '400' });
+    const src = await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-s')], roundMs: 100, rounds: 50 });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    const r = await migrate(url, { vm: 'vm-s', mode: 'live' });
+    await until('precopy', async () => (await getM(url, r.body.id)).phase === 'precopy');
+    src.hang = true;
+    const m = await done(url, r.body.id);
+    expect(m.phase).toBe('cancelled');
+    expect(m.error?.code).toBe('STALLED');
+    await until('source guest running', async () => src.guests.get('vm-s')?.state === 'running');
+    expect((await api<VmDto>(url, '/v1/vms/vm-s')).body.hostId).toBe('src');
+  });
+
+  it('retries a retryable failure with backoff, then completes', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    const src = await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-t')] });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    src.failSend = { code: 'STREAM_ERROR', retryable: true };
+    const r = await migrate(url, { vm: 'vm-t', mode: 'live' });
+    const m = await done(url, r.body.id);
+    expect(m.phase).toBe('completed');
+    expect(m.attempt).toBe(2);
+  });
+
+  it('suspend and resume through the store keep the memory digest', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    const g = guest('vm-z');
+    await w.agent(url, { hostId: 'h1', toolstack: V2_64, guests: [g] });
+    await w.agent(url, { hostId: 'h2', toolstack: LEGACY32 });
+    const s = await api<{ id: string }>(url, '/v1/vms/vm-z/suspend', { body: {} });
+    expect(s.status).toBe(202);
+    const v = await until('suspended', async () => {
+      const x = (await api<VmDto>(url, '/v1/vms/vm-z')).body;
+      return x.state === 'suspended' ? x : null;
+    });
+    expect(v.hostId).toBeNull();
+    expect(v.latestCheckpoint?.memoryDigest).toBe(digest(g.memory));
+    const res = await api<{ id: string }>(url, '/v1/vms/vm-z/resume', { body: { host: 'h2' } });
+    expect(res.status).toBe(202);
+    const back = await until('resumed', async () => {
+      const x = (await api<VmDto>(url, '/v1/vms/vm-z')).body;
+      return x.state === 'running' && x.hostId === 'h2' ? x : null;
+    });
+    expect(back.memoryDigest).toBe(digest(g.memory));
+    expect((await api<{ state: string }>(url, `/v1/operations/${res.body.id}`)).body.state).toBe('completed');
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * Starting the whole stack as a user would (`npm start`) and talking to it over HTTP only.
+ * Black box: nothing here imports the services.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+function tcpAnswers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => (s.destroy(), resolve(false)), timeoutMs);
+    s.on('connect', () => (clearTimeout(t), s.destroy(), resolve(true)));
+    s.on('error', () => (clearTimeout(t), resolve(false)));
+  });
+}
+
+function onPath(cmd: string): boolean {
+  return (process.env.PATH ?? '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, cmd)));
+}
+
+/** null when `ferry up` will find a Redis (REDIS_URL, localhost:6379 or redis-server), else why not. Synchronous (decides describe.skipIf). */
+export function redisUnavailable(): string | null {
+  if (process.env.REDIS_URL) return null;
+  if (onPath('redis-server')) return null;
+  const probe = spawnSync(process.execPath, ['-e', "const s=require('net').connect(6379,'127.0.0.1');s.on('connect',()=>process.exit(0));s.on('error',()=>process.exit(1));setTimeout(()=>process.exit(1),1000)"], { timeout: 5000 });
+  if (probe.status === 0) return null;
+  return 'no Redis: REDIS_URL unset, nothing on localhost:6379, no redis-server on PATH';
+}
+
+export { tcpAnswers };
+
+export interface Stack {
+  url: string;
+  token: string;
+  child: ChildProcess;
+  /** pids of the services `ferry up` started, from its start-up report. */
+  pids: Map<string, number>;
+  output: () => string;
+  stateDir: string;
+  prefix: string;
+  /** SIGINT to the whole process group (a Ctrl-C), then wait for it to exit. */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface StartOptions {
+  /** 'npm' runs `npm start`; 'node' runs `node apps/cli/bin/ferry.js up`. */
+  via: 'npm' | 'node';
+  env?: Record<string, string>;
+  args?: string[];
+  timeoutMs?: number;
+}
+
+export async function startStack(opts: StartOptions): Promise<Stack> {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-e2e-'));
+  const prefix = `e2e${randomBytes(4).toString('hex')}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: '0',
+    FERRY_STATE_DIR: stateDir,
+    FERRY_KEY_PREFIX: prefix,
+    FERRY_QUEUE_PREFIX: prefix,
+    NO_COLOR: '1',
+    ...opts.env,
+  };
+  delete env.FERRY_ADMIN_TOKEN;
+  if (opts.env?.FERRY_ADMIN_TOKEN) env.FERRY_ADMIN_TOKEN = opts.env.FERRY_ADMIN_TOKEN;
+  const [cmd, args] =
+    opts.via === 'npm' ? ['npm', ['start', ...(opts.args?.length ? ['--', ...opts.args] : [])]] : [process.execPath, [path.join(REPO_ROOT, 'apps/cli/bin/ferry.js'), 'up', ...(opts.args ?? [])]];
+  // Its own process group, so stop() can deliver a Ctrl-C to npm, sh and ferry together.
+  const child = spawn(cmd as string, args as string[], { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  void exited.then((e) => (exit = e));
+
+  const until = Date.now() + (opts.timeoutMs ?? 240_000);
+  let m: RegExpExecArray | null = null;
+  while (!(m = /^\s*dashboard\s+(http:\/\/\S+?)\/\?token=(\S+)\s*$/m.exec(out))) {
+    if (exit) throw new Error(`ferry up exited (${JSON.stringify(exit)}) before printing the URL:\n${out.slice(-6000)}`);
+    if (Date.now() > until) {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      throw new Error(`ferry up printed no URL in time:\n${out.slice(-6000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const pids = new Map<string, number>();
+  for (const pm of out.matchAll(/^ferry up:\s+(\S+)\s+pid (\d+)\s*$/gm)) pids.set(pm[1]!, Number(pm[2]));
+  return {
+    url: m[1]!.replace('localhost', '127.0.0.1'),
+    token: decodeURIComponent(m[2]!),
+    child,
+    pids,
+    output: () => out,
+    stateDir,
+    prefix,
+    async stop() {
+      if (!exit) {
+        try {
+          process.kill(-child.pid!, 'SIGINT');
+        } catch {
+          /* gone */
+        }
+      }
+      const t = setTimeout(() => {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        for (const pid of pids.values()) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+      }, 45_000);
+      const e = await exited;
+      clearTimeout(t);
+      return e;
+    },
+  };
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** JSON over HTTP with the bearer token; throws with the body on a non-2xx answer. */
+export async function call<T>(stack: { url: string; token: string }, method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const res = await fetch(`${stack.url}${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${stack.token}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text.slice(0, 2000)}`);
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+export async function waitUntil<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 1000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

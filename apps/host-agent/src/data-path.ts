@@ -1,0 +1,193 @@
+/**
+ * Agent <-> agent data path: the target serves `PUT /v1/streams/{migrationId}` (AGENT_DATA_API),
+ * the source uploads the v2 stream to it. HTTP/1.1 chunked, `Expect: 100-continue` so a target
+ * that is not ready yet (404) or refuses (401/409) answers before any byte of the stream is made;
+ * TCP flow control gives backpressure end to end; the sha256 of the stream (and the sim memory
+ * digest) travel as trailers, the target confirms them in its JSON answer. TLS when configured.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { STREAM_ATTEMPT_HEADER } from '@ferry/contracts';
+
+export const SHA256_TRAILER = 'x-ferry-sha256';
+export const DIGEST_TRAILER = 'x-ferry-memory-digest';
+
+export interface TlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+export type StreamHandler = (migrationId: string, token: string, attempt: number | null, req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean) => void;
+
+export function json(res: http.ServerResponse, status: number, body: unknown, close = false): void {
+  if (res.headersSent || res.writableEnded) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) });
+  res.end(text);
+}
+
+/** The agent's data endpoint. Thin: routing and auth header parsing; the receiver service does the rest. */
+export class DataServer {
+  private server: http.Server | null = null;
+  constructor(
+    private readonly onStream: StreamHandler,
+    private readonly tls?: TlsOptions,
+  ) {}
+
+  async listen(host: string, port: number): Promise<number> {
+    const handle = (expectContinue: boolean) => (req: http.IncomingMessage, res: http.ServerResponse) => this.route(req, res, expectContinue);
+    const server = this.tls ? https.createServer({ cert: this.tls.cert, key: this.tls.key }) : http.createServer();
+    server.on('request', handle(false));
+    server.on('checkContinue', handle(true));
+    server.requestTimeout = 0; // streams of any size at any (capped) rate
+    server.keepAliveTimeout = 5000;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    return (server.address() as AddressInfo).port;
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (req.method === 'GET' && url.pathname === '/healthz') return json(res, 200, { ok: true });
+    const m = /^\/v1\/streams\/([^/]+)$/.exec(url.pathname);
+    if (!m) return json(res, 404, { statusCode: 404, error: 'Not Found', message: 'no such route' }, true);
+    if (req.method !== 'PUT') return json(res, 405, { statusCode: 405, error: 'Method Not Allowed', message: 'PUT only' }, true);
+    const auth = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!auth) return json(res, 401, { statusCode: 401, error: 'Unauthorized', message: 'missing bearer stream token' }, true);
+    const a = req.headers[STREAM_ATTEMPT_HEADER];
+    const attempt = typeof a === 'string' && /^\d+$/.test(a) ? Number(a) : null;
+    this.onStream(decodeURIComponent(m[1]!), auth[1]!, attempt, req, res, expectContinue);
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
+
+export class UploadRefused extends Error {
+  override name = 'UploadRefused';
+  constructor(
+    readonly status: number,
+    readonly body: string,
+  ) {
+    super(`target answered ${status}: ${body.slice(0, 300)}`);
+  }
+}
+
+/** An upload in progress: opened (the target said 100 Continue), then written with backpressure. */
+export class StreamUpload {
+  private failure: Error | null = null;
+  private waiters: (() => void)[] = [];
+  private response: Promise<{ status: number; body: string }>;
+  /** True once the whole stream and its trailers were handed to the socket. */
+  ended = false;
+
+  private constructor(private readonly req: http.ClientRequest) {
+    req.on('error', (e) => this.fail(e));
+    this.response = new Promise((resolve, reject) => {
+      req.on('response', (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8') }));
+        res.on('error', reject);
+        // an answer before we finished means the target stopped reading
+        if (!this.ended) this.fail(new UploadRefused(res.statusCode ?? 0, 'answered before the stream ended'));
+      });
+      req.on('error', reject);
+    });
+    this.response.catch(() => undefined);
+    req.on('drain', () => this.wake());
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.wake();
+  }
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /**
+   * Opens the PUT and waits for `100 Continue`. A 404/409 (target not ready yet) is retried until
+   * `deadline`; any other answer fails.
+   */
+  static async open(opts: { url: string; token: string; attempt: number; deadline: number; ca?: string | Buffer; signal: AbortSignal }): Promise<StreamUpload> {
+    let delay = 50;
+    for (;;) {
+      opts.signal.throwIfAborted();
+      const r = await StreamUpload.tryOpen(opts);
+      if (r instanceof StreamUpload) return r;
+      if ((r.status !== 404 && r.status !== 409 && r.status !== 0) || Date.now() + delay > opts.deadline) throw r;
+      await new Promise((res) => setTimeout(res, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+
+  private static tryOpen(opts: { url: string; token: string; attempt: number; ca?: string | Buffer; signal: AbortSignal }): Promise<StreamUpload | UploadRefused> {
+    const u = new URL(opts.url);
+    const mod = u.protocol === 'https:' ? https : http;
+    return new Promise((resolve) => {
+      const req = mod.request(u, {
+        method: 'PUT',
+        headers: {
+          authorization: `Bearer ${opts.token}`,
+          'content-type': 'application/octet-stream',
+          expect: '100-continue',
+          trailer: `${SHA256_TRAILER}, ${DIGEST_TRAILER}`,
+          [STREAM_ATTEMPT_HEADER]: String(opts.attempt),
+        },
+        agent: false,
+        ...(opts.ca ? { ca: opts.ca } : {}),
+      });
+      let settled = false;
+      const done = (v: StreamUpload | UploadRefused): void => {
+        if (settled) return;
+        settled = true;
+        resolve(v);
+      };
+      req.once('continue', () => done(new StreamUpload(req)));
+      req.once('response', (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => done(new UploadRefused(res.statusCode ?? 0, Buffer.concat(parts).toString('utf8'))));
+      });
+      req.once('error', (e) => done(new UploadRefused(0, e.message)));
+      req.flushHeaders();
+    });
+  }
+
+  /** Writes one chunk; resolves when the socket can take more (backpressure). */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.req.write(chunk)) return;
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (this.failure) throw this.failure;
+  }
+
+  async end(trailers: Record<string, string>): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.req.addTrailers(trailers);
+    this.ended = true;
+    await new Promise<void>((resolve) => this.req.end(resolve));
+  }
+
+  /** The target's answer (after it decided commit/discard). */
+  async answer(): Promise<{ status: number; body: string }> {
+    return this.response;
+  }
+
+  abort(reason: Error): void {
+    this.fail(reason);
+    this.req.destroy(reason);
+  }
+}

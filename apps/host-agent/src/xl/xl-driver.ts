@@ -1,0 +1,225 @@
+/**
+ * `xl`: drives a real Xen dom0 through the xl toolstack.
+ *   save     `xl save -p <dom> <fifo>`  (the agent reads the FIFO; -p leaves the domain paused)
+ *   restore  `xl restore -p <fifo>`     (the agent writes the FIFO; -p leaves it paused)
+ *   pause / unpause / destroy           `xl pause|unpause|destroy <dom>`
+ *   inventory                           `xl list -l` (JSON) + `xl list` (run state)
+ *   toolstack                           `xl info` (xen_major/xen_minor); dom0 width from this process
+ * `xl save` has no pre-copy, so `live` migrations run cold here (one round, paused from the start).
+ * Memory digests are null (real guests' memory is not ours to hash).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Bitness, ByteOrder, GuestInventory, GuestRunState, HostCapacity, Toolstack, VmSpec } from '@ferry/contracts';
+import { DriverError, type HypervisorDriver, type RestoreOptions, type RestoreResult, type SaveHandle, type SaveOptions, type SaveSummary } from '../driver';
+
+export interface XlDriverOptions {
+  xlPath: string;
+  /** Where FIFOs are made. */
+  workDir: string;
+  capacity: HostCapacity;
+  /** Timeout of short commands (list, pause, ...), ms. */
+  commandTimeoutMs?: number;
+}
+
+interface XlListEntry {
+  domid: number;
+  config?: { c_info?: { name?: string; type?: string }; b_info?: { max_memkb?: number; target_memkb?: number; max_vcpus?: number; type?: { pv?: unknown; hvm?: unknown } } };
+}
+
+export class XlDriver implements HypervisorDriver {
+  readonly kind = 'xl' as const;
+  private ts: Toolstack = { xenVersion: '0.0', bitness: 64, streamFormat: 'v2' };
+  private readonly states = new Map<string, { state: GuestRunState; migration: { migrationId: string; attempt: number; committed?: boolean } | null }>();
+
+  constructor(private readonly opts: XlDriverOptions) {}
+
+  private run(args: string[], timeoutMs = this.opts.commandTimeoutMs ?? 30_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile(this.opts.xlPath, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+        if (err) reject(new DriverError('TOOLSTACK_ERROR', `xl ${args.join(' ')}: ${(stderr || err.message).trim().split('\n').slice(-3).join(' | ')}`));
+        else resolve(stdout);
+      });
+    });
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.opts.workDir, { recursive: true });
+    const info = await this.run(['info']);
+    const field = (k: string): string | undefined => new RegExp(`^${k}\\s*:\\s*(.+)$`, 'm').exec(info)?.[1]?.trim();
+    const major = Number(field('xen_major'));
+    const minor = Number(field('xen_minor'));
+    if (!Number.isFinite(major) || !Number.isFinite(minor)) throw new DriverError('TOOLSTACK_ERROR', `xl info: no xen_major/xen_minor in its output`);
+    const bitness: Bitness = os.arch() === 'ia32' || os.arch() === 'arm' ? 32 : 64;
+    this.ts = { xenVersion: `${major}.${minor}`, bitness, streamFormat: major > 4 || (major === 4 && minor >= 6) ? 'v2' : 'legacy' };
+  }
+
+  async close(): Promise<void> {}
+
+  toolstack(): Toolstack {
+    return { ...this.ts };
+  }
+  byteOrder(): ByteOrder {
+    return os.endianness() === 'BE' ? 'big' : 'little';
+  }
+  capacity(): HostCapacity {
+    return { ...this.opts.capacity };
+  }
+
+  private async list(): Promise<{ spec: VmSpec; paused: boolean }[]> {
+    const long = JSON.parse((await this.run(['list', '-l'])) || '[]') as XlListEntry[];
+    const plain = await this.run(['list']);
+    const pausedByName = new Map<string, boolean>();
+    for (const line of plain.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length >= 5) pausedByName.set(cols[0]!, cols[4]!.includes('p'));
+    }
+    const out: { spec: VmSpec; paused: boolean }[] = [];
+    for (const d of long) {
+      if (d.domid === 0) continue;
+      const name = d.config?.c_info?.name ?? `domain-${d.domid}`;
+      const b = d.config?.b_info ?? {};
+      const type = d.config?.c_info?.type === 'hvm' || b.type?.hvm !== undefined ? 'hvm' : 'pv';
+      const memKiB = b.max_memkb ?? b.target_memkb ?? 0;
+      out.push({
+        spec: { vmId: name, name, type, memoryMiB: Math.round(memKiB / 1024), vcpus: b.max_vcpus ?? 1 },
+        paused: pausedByName.get(name) ?? false,
+      });
+    }
+    return out;
+  }
+
+  async guests(): Promise<GuestInventory[]> {
+    return (await this.list()).map(({ spec, paused }) => {
+      const s = this.states.get(spec.vmId)?.state;
+      return { ...spec, state: s && s !== 'running' ? s : paused ? 'paused' : 'running', memoryDigest: null };
+    });
+  }
+
+  async spec(vmId: string): Promise<VmSpec | null> {
+    return (await this.list()).find((g) => g.spec.vmId === vmId)?.spec ?? null;
+  }
+
+  private async fifo(): Promise<string> {
+    const p = path.join(this.opts.workDir, `stream-${randomUUID()}.fifo`);
+    await new Promise<void>((resolve, reject) => {
+      execFile('mkfifo', ['-m', '600', p], (err) => (err ? reject(new DriverError('TOOLSTACK_ERROR', `mkfifo: ${err.message}`)) : resolve()));
+    });
+    return p;
+  }
+
+  private exitOf(child: ChildProcess, what: string): Promise<void> {
+    const err: Buffer[] = [];
+    child.stderr?.on('data', (c: Buffer) => err.push(c));
+    return new Promise((resolve, reject) => {
+      child.once('error', (e) => reject(new DriverError('TOOLSTACK_ERROR', `${what}: ${e.message}`)));
+      child.once('close', (code) => {
+        if (code === 0) resolve();
+        else reject(new DriverError('TOOLSTACK_ERROR', `${what} exited ${code}: ${Buffer.concat(err).toString().trim().split('\n').slice(-3).join(' | ')}`));
+      });
+    });
+  }
+
+  async save(vmId: string, opts: SaveOptions): Promise<SaveHandle> {
+    const spec = await this.spec(vmId);
+    if (!spec) throw new DriverError('VM_NOT_FOUND', `no domain '${vmId}'`);
+    if (opts.migration) this.states.set(vmId, { state: 'migrating-out', migration: opts.migration });
+    const fifo = await this.fifo();
+    const summary: SaveSummary = { rounds: 1, pageBytes: 0, memoryDigest: null, pausedAt: 0 };
+    const xlPath = this.opts.xlPath;
+    async function* stream(): AsyncGenerator<Uint8Array, void, undefined> {
+      const child = spawn(xlPath, ['save', '-p', vmId, fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const exit = exitOfStatic(child, `xl save -p ${vmId}`);
+      exit.catch(() => undefined);
+      const onAbort = (): void => void child.kill('SIGTERM');
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      summary.pausedAt = Date.now();
+      opts.onPaused?.(summary.pausedAt);
+      try {
+        const rs = createReadStream(fifo, { highWaterMark: 1024 * 1024 });
+        for await (const chunk of rs) {
+          summary.pageBytes += (chunk as Buffer).byteLength;
+          yield chunk as Buffer;
+        }
+        await exit;
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+        if (child.exitCode === null) child.kill('SIGTERM');
+        await rm(fifo, { force: true });
+      }
+    }
+    const exitOfStatic = (c: ChildProcess, w: string): Promise<void> => this.exitOf(c, w);
+    return { stream: stream(), memoryBytes: spec.memoryMiB * 1024 * 1024, summary: () => summary };
+  }
+
+  async restore(spec: VmSpec, stream: AsyncIterable<Uint8Array>, opts: RestoreOptions): Promise<RestoreResult> {
+    if (await this.spec(spec.vmId)) throw new DriverError('TOOLSTACK_ERROR', `a domain '${spec.vmId}' exists already`);
+    const fifo = await this.fifo();
+    const child = spawn(this.opts.xlPath, ['restore', '-p', fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const exit = this.exitOf(child, `xl restore -p`);
+    exit.catch(() => undefined);
+    const onAbort = (): void => void child.kill('SIGTERM');
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const ws = createWriteStream(fifo);
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      try {
+        for await (const chunk of stream) {
+          opts.onBytes?.(chunk.byteLength);
+          if (!ws.write(chunk)) {
+            await new Promise<void>((resolve, reject) => {
+              ws.once('drain', resolve);
+              ws.once('error', reject);
+            });
+          }
+        }
+      } finally {
+        await new Promise<void>((resolve) => ws.end(resolve));
+      }
+      await exit;
+      this.states.set(spec.vmId, { state: opts.migration ? 'migrating-in' : 'resuming', migration: opts.migration ?? null });
+      return { memoryDigest: null };
+    } catch (e) {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await this.run(['destroy', spec.vmId]).catch(() => undefined);
+      throw e;
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      await rm(fifo, { force: true });
+    }
+  }
+
+  async pause(vmId: string): Promise<void> {
+    await this.run(['pause', vmId]);
+  }
+  async unpause(vmId: string): Promise<void> {
+    await this.run(['unpause', vmId]);
+  }
+  async destroy(vmId: string): Promise<void> {
+    await this.run(['destroy', vmId]);
+    this.states.delete(vmId);
+  }
+  async setState(vmId: string, state: GuestRunState, migration?: { migrationId: string; attempt: number; committed?: boolean } | null): Promise<void> {
+    const cur = this.states.get(vmId);
+    this.states.set(vmId, { state, migration: migration === undefined ? (cur?.migration ?? null) : migration });
+    if (state === 'running' && !migration) this.states.delete(vmId);
+  }
+  async memoryDigest(): Promise<string | null> {
+    return null;
+  }
+  async upgrade(): Promise<void> {
+    throw new DriverError('TOOLSTACK_ERROR', 'a real dom0 is upgraded by its operator, not by the agent');
+  }
+  async pendingMigrations(): Promise<{ vmId: string; state: GuestRunState; migrationId: string; attempt: number; committed: boolean }[]> {
+    return [...this.states.entries()]
+      .filter(([, s]) => s.migration)
+      .map(([vmId, s]) => ({ vmId, state: s.state, migrationId: s.migration!.migrationId, attempt: s.migration!.attempt, committed: s.migration!.committed ?? false }));
+  }
+}

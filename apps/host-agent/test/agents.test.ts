@@ -1,0 +1,144 @@
+/**
+ * Integration: real agent processes on loopback, real Redis (REDIS_URL, default 127.0.0.1:6379),
+ * a test-only coordinator in the control plane's place. Each test owns its queue prefix, ports and
+ * state dirs.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AgentReport, VmSpec } from '@ferry/contracts';
+import { Coordinator, spawnAgent, waitFor, type AgentProcess } from './coordinator';
+import { FakeStore } from './fake-store';
+
+let cp: Coordinator;
+let store: FakeStore;
+let agents: AgentProcess[];
+let dirs: string[];
+
+beforeEach(async () => {
+  cp = new Coordinator();
+  await cp.start();
+  store = new FakeStore();
+  await store.start();
+  agents = [];
+  dirs = [];
+});
+
+afterEach(async () => {
+  await Promise.all(agents.map((a) => a.kill('SIGTERM')));
+  await cp.close();
+  await store.close();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function agent(hostId: string, env: Record<string, string>, stateDir?: string): Promise<AgentProcess & { stateDir: string }> {
+  const dir = stateDir ?? (await mkdtemp(path.join(tmpdir(), `ferry-agent-${hostId}-`)));
+  if (!stateDir) dirs.push(dir);
+  const a = await spawnAgent(cp, hostId, { FERRY_STATE_DIR: dir, FERRY_STORE_TOKEN: store.token, ...env });
+  agents.push(a);
+  return Object.assign(a, { stateDir: dir });
+}
+
+const pv32: VmSpec = { vmId: 'pv1', name: 'pv1', type: 'pv', guestWidth: 32, memoryMiB: 64, vcpus: 2 };
+const hvm: VmSpec = { vmId: 'hvm1', name: 'hvm1', type: 'hvm', memoryMiB: 64, vcpus: 1 };
+
+function result<T>(r: AgentReport): T {
+  if (r.type !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(r)}`);
+  return r.result as T;
+}
+function failure(r: AgentReport): { code: string; message: string } {
+  if (r.type !== 'failed') throw new Error(`expected failed, got ${JSON.stringify(r)}`);
+  return r.error;
+}
+const progressOf = (id: string, job: string) => cp.reports.filter((r) => r.operationId === id && r.job === job && r.type === 'progress');
+
+describe('host agents on loopback', () => {
+  it('live-migrates PV and HVM guests from a 32-bit legacy host to a 64-bit v2 host with identical memory digests', async () => {
+    await Promise.all([
+      agent('old32', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'pv1:pv32:64M:2:11:4M,hvm1:hvm:64M:1:12:4M' }),
+      agent('new64', { FERRY_SIM_TOOLSTACK: '4.17-64' }),
+    ]);
+    for (const vm of [pv32, hvm]) {
+      const id = await cp.migrate({ vm, from: 'old32', to: 'new64', mode: 'live', downtimeTargetMs: 20, maxRounds: 6 });
+      const send = result<{ rounds: number; downtimeMs: number; bytesSent: number; sourceMemoryDigest: string }>(await cp.waitFinal(id, 'migrate-send'));
+      const recv = result<{ memoryDigest: string; bytesReceived: number }>(await cp.waitFinal(id, 'migrate-receive'));
+      expect(recv.memoryDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(recv.memoryDigest).toBe(send.sourceMemoryDigest);
+      expect(recv.bytesReceived).toBe(send.bytesSent);
+      expect(send.rounds).toBeGreaterThanOrEqual(1);
+      expect(send.downtimeMs).toBeGreaterThanOrEqual(0);
+      const phases = new Set(progressOf(id, 'migrate-send').map((r) => (r.type === 'progress' ? r.phase : '')));
+      expect(phases.has('precopy')).toBe(true);
+      expect(cp.migrations.get(id)!.state).toBe('committed');
+    }
+    const target = await cp.freshGuests('new64');
+    expect(target.map((g) => g.vmId).sort()).toEqual(['hvm1', 'pv1']);
+    expect(target.every((g) => g.state === 'running')).toBe(true);
+    expect(await cp.freshGuests('old32')).toEqual([]);
+  });
+
+  it('suspends on a 32-bit host, refuses to upgrade while guests remain, upgrades, and resumes on it as 64-bit v2', async () => {
+    await agent('h32', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'hvm1:hvm:64M:1:21:4M' });
+    await cp.dispatch('h32', 'upgrade', { operationId: 'up-0', attempt: 1, campaignId: null, toolstack: { xenVersion: '4.17', bitness: 64, streamFormat: 'v2' } });
+    expect(failure(await cp.waitFinal('up-0', 'upgrade')).code).toBe('GUESTS_PRESENT');
+
+    await cp.dispatch('h32', 'suspend', { operationId: 'sus-1', attempt: 1, vmId: 'hvm1', store: { url: store.url, checkpointId: 'ck-hvm1' }, keepRunning: false });
+    const sus = result<{ checkpoint: { sha256: string; bytes: number; memoryDigest: string; vm: VmSpec } }>(await cp.waitFinal('sus-1', 'suspend'));
+    expect(store.images.get('ck-hvm1')!.sha256).toBe(sus.checkpoint.sha256);
+    expect(await cp.freshGuests('h32')).toEqual([]);
+
+    const regs = cp.hosts.get('h32')!.registrations;
+    await cp.dispatch('h32', 'upgrade', { operationId: 'up-1', attempt: 1, campaignId: null, toolstack: { xenVersion: '4.17', bitness: 64, streamFormat: 'v2' } });
+    result(await cp.waitFinal('up-1', 'upgrade'));
+    await waitFor(() => cp.hosts.get('h32')!.registrations > regs, 10_000, 're-registration');
+    expect(cp.hosts.get('h32')!.reg.toolstack).toEqual({ xenVersion: '4.17', bitness: 64, streamFormat: 'v2' });
+
+    await cp.dispatch('h32', 'resume', { operationId: 'res-1', attempt: 1, vm: sus.checkpoint.vm, store: { url: store.url, checkpointId: 'ck-hvm1' }, restore: { format: 'v2' } });
+    const res = result<{ memoryDigest: string }>(await cp.waitFinal('res-1', 'resume'));
+    expect(res.memoryDigest).toBe(sus.checkpoint.memoryDigest);
+    const guests = await cp.freshGuests('h32');
+    expect(guests.map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+  });
+
+  it('cancels a migration mid-transfer: both sides report CANCELLED and the guest runs on the source', async () => {
+    await Promise.all([agent('src', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'pv1:pv32:64M:2:31:1M' }), agent('dst', { FERRY_SIM_TOOLSTACK: '4.17-64' })]);
+    const id = await cp.migrate({ vm: pv32, from: 'src', to: 'dst', mode: 'live', bandwidth: 16 * 1024 * 1024 });
+    await waitFor(() => progressOf(id, 'migrate-send').some((r) => r.type === 'progress' && r.bytesDone > 4 * 1024 * 1024), 20_000, 'transfer under way');
+    await cp.cancel(id, ['src', 'dst']);
+    expect(failure(await cp.waitFinal(id, 'migrate-send')).code).toBe('CANCELLED');
+    expect(failure(await cp.waitFinal(id, 'migrate-receive')).code).toBe('CANCELLED');
+    expect(cp.migrations.get(id)!.state).not.toBe('committed');
+    expect((await cp.freshGuests('src')).map((g) => [g.vmId, g.state])).toEqual([['pv1', 'running']]);
+    expect(await cp.freshGuests('dst')).toEqual([]);
+  });
+
+  it('destination killed mid-transfer: the guest keeps running on the source', async () => {
+    const [, dst] = await Promise.all([agent('src', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'hvm1:hvm:64M:1:41:1M' }), agent('dst', { FERRY_SIM_TOOLSTACK: '4.17-64' })]);
+    const id = await cp.migrate({ vm: hvm, from: 'src', to: 'dst', mode: 'live', bandwidth: 16 * 1024 * 1024 });
+    await waitFor(() => progressOf(id, 'migrate-send').some((r) => r.type === 'progress' && r.bytesDone > 4 * 1024 * 1024), 20_000, 'transfer under way');
+    await dst.kill('SIGKILL');
+    const err = failure(await cp.waitFinal(id, 'migrate-send'));
+    expect(err.code).toMatch(/STREAM_ERROR|TIMEOUT/);
+    expect(cp.migrations.get(id)!.state).not.toBe('committed');
+    expect((await cp.freshGuests('src')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+  });
+
+  it('source agent killed mid-transfer: the target discards, the restarted source still has the guest, never two copies', async () => {
+    const [src] = await Promise.all([agent('src', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'pv1:pv32:64M:2:51:1M' }), agent('dst', { FERRY_SIM_TOOLSTACK: '4.17-64' })]);
+    const id = await cp.migrate({ vm: pv32, from: 'src', to: 'dst', mode: 'live', bandwidth: 16 * 1024 * 1024 });
+    await waitFor(() => progressOf(id, 'migrate-send').some((r) => r.type === 'progress' && r.bytesDone > 4 * 1024 * 1024), 20_000, 'transfer under way');
+    await src.kill('SIGKILL');
+    const err = failure(await cp.waitFinal(id, 'migrate-receive'));
+    expect(err.code).toMatch(/STREAM_ERROR|INTERNAL/);
+    expect(await cp.freshGuests('dst')).toEqual([]);
+    await agent('src', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: '' }, src.stateDir);
+    const after = await waitFor(() => {
+      const g = cp.guests('src');
+      return g.length === 1 && g[0]!.state === 'running' ? g : undefined;
+    }, 15_000, 'guest running on the restarted source');
+    expect(after.map((g) => g.vmId)).toEqual(['pv1']);
+    expect(cp.migrations.get(id)!.state).not.toBe('committed');
+    expect(await cp.freshGuests('dst')).toEqual([]);
+  });
+});

@@ -1,0 +1,384 @@
+import { Writer, ascii, viewOf } from './bytes';
+import { MalformedStreamError, UnsupportedStreamError } from './errors';
+import { StreamReader } from './reader';
+import type { ByteSource } from './source';
+import { DOMAIN_TYPE, LIBXL_REC, REC, XL_MANDATORY_FLAG_STREAMV2 } from './v2/constants';
+import { decodeV2 } from './v2/decoder';
+import type { LibxcRecordItem, LibxlRecordItem } from './v2/types';
+import { hvmContextCpus } from './v2/verifier';
+import {
+  CHUNK,
+  HVM_PARAM,
+  HVM_PARAM_CHUNKS,
+  LEGACY_LIMITS,
+  LEGACY_PFN_MASK,
+  LEGACY_TYPE_SHIFT,
+  MAX_BATCH,
+  MAX_VCPU_ID,
+  PARAM_CHUNK_BY_PARAM,
+  QEMU_SIG_V2,
+  SHARED_INFO_SIZE,
+  VCPU_EXTENDED_SIZE,
+} from './legacy/constants';
+import { encodeLegacyXlHeader, encodePhysmap, vcpuContextSize, type LegacyWidth, type PhysmapEntry } from './legacy/writer';
+
+/**
+ * v2 -> legacy, for sending a VM back to a host whose toolstack predates v2. The
+ * output is what that host's xc_domain_restore (and libxl around it) reads: the
+ * legacy layout at the given toolstack width, an xl header (STREAM_V2 cleared) and
+ * libxl's physmap toolstack chunk and qemu record when the input had libxl framing.
+ *
+ * Streaming: page data leaves as views of the input. The legacy layout puts vcpu
+ * contexts, HVM params and context after the body, which is also where v2 has them,
+ * so only those small records are held (capped) until the end.
+ *
+ * What legacy cannot express is refused with UnsupportedStreamError: big-endian
+ * streams, Remus/COLO checkpoints, PV xsave or MSR state (legacy announces the
+ * xsave size before the pages), pfns of 2^28 and above, HVM params it has no chunk
+ * for (set, non-zero), xenstore data other than physmap entries.
+ */
+export interface LegacyFromV2Options {
+  width: LegacyWidth;
+  /** HVM only: the p2m_size to announce (v2 HVM streams carry none). Default 0x100000 (4 GiB of address space). */
+  p2mSize?: number;
+}
+
+/** HVM params that legacy hosts set up themselves (they postdate the legacy format); dropped. */
+const DROPPED_PARAMS = new Set<number>([36 /* X87_FIP_WIDTH */, 38 /* MCA_CAP */, 2 /* STORE_EVTCHN */, 18 /* CONSOLE_EVTCHN */]);
+const VM86_TSS_SIZED = 37;
+
+const LE = true;
+
+interface Vcpu {
+  basic?: Uint8Array;
+  extended?: Uint8Array;
+}
+
+export async function* legacyFromV2(source: ByteSource | StreamReader, opts: LegacyFromV2Options): AsyncGenerator<Uint8Array, void, undefined> {
+  const tw = opts.width;
+  if (tw !== 32 && tw !== 64) throw new RangeError('legacyFromV2: width must be 32 or 64');
+  const wb = tw / 8;
+  const ulong = (w: Writer, v: number) => (tw === 32 ? w.u32(v) : w.u64hl(Math.floor(v / 0x1_0000_0000), v >>> 0));
+  const unsupported = (offset: number, what: string): never => {
+    throw new UnsupportedStreamError(`cannot express in a legacy image (offset ${offset}): ${what}`);
+  };
+
+  let libxl = false;
+  let pv: boolean | undefined;
+  let guestWidth: LegacyWidth = 64;
+  let p2mSize = 0;
+  let headerDone = false;
+  let libxcEnded = false;
+  let tailDone = false;
+  const vcpus = new Map<number, Vcpu>();
+  let sharedInfo: Uint8Array | undefined;
+  let hvmContext: Uint8Array | undefined;
+  const magic = { ioreq: 0n, bufioreq: 0n, store: 0n };
+  const paramChunks = new Map<number, bigint>();
+  let toolstack: Uint8Array | undefined;
+  let physmap: PhysmapEntry[] | undefined;
+  let buffered = 0;
+  const hold = (n: number, at: number) => {
+    buffered += n;
+    if (buffered > LEGACY_LIMITS.hvmContextMax + 4096 * 8 * 1024) unsupported(at, 'more than 48 MiB of vcpu/HVM state to hold until the end');
+  };
+
+  function header(): Uint8Array[] {
+    headerDone = true;
+    const out: Uint8Array[] = [];
+    const w = new Writer(wb, LE);
+    ulong(w, p2mSize);
+    out.push(w.bytes);
+    return out;
+  }
+
+  function* pvHeader(frames: bigint[], at: number): Generator<Uint8Array> {
+    yield* header();
+    const ctx = vcpuContextSize(guestWidth);
+    const w = new Writer(wb + 4 + 8 + ctx + 8, LE);
+    if (tw === 32) w.u32(0xffffffff);
+    else w.u64hl(0xffffffff, 0xffffffff);
+    w.u32(8 + ctx + 8).raw(ascii.encode('vcpu')).u32(ctx).zero(ctx).raw(ascii.encode('extv')).u32(0);
+    yield w.bytes;
+    const f = new Writer(frames.length * wb, LE);
+    for (const fr of frames) {
+      if (tw === 32 && fr > 0xffffffffn) unsupported(at, `p2m frame ${fr.toString(16)} does not fit a 32-bit toolstack`);
+      if (tw === 32) f.u32(Number(fr));
+      else f.u64(fr);
+    }
+    yield f.bytes;
+  }
+
+  function* batches(item: LibxcRecordItem): Generator<Uint8Array> {
+    const body = item.body;
+    if (body.kind !== 'page_data') return;
+    const dv = viewOf(body.pfns);
+    // Page contents as a cursor over the segments, handed out as views.
+    const segs = body.pages;
+    let si = 0;
+    let so = 0;
+    const take = (n: number): Uint8Array[] => {
+      const out: Uint8Array[] = [];
+      while (n > 0) {
+        const s = segs[si]!;
+        const k = Math.min(n, s.byteLength - so);
+        out.push(s.subarray(so, so + k));
+        so += k;
+        n -= k;
+        if (so === s.byteLength) {
+          si++;
+          so = 0;
+        }
+      }
+      return out;
+    };
+    for (let start = 0; start < body.count; start += MAX_BATCH) {
+      const n = Math.min(MAX_BATCH, body.count - start);
+      const w = new Writer(4 + n * wb, LE);
+      w.i32(n);
+      let data = 0;
+      for (let i = start; i < start + n; i++) {
+        const lo = dv.getUint32(i * 8, LE);
+        const hi = dv.getUint32(i * 8 + 4, LE);
+        const type = hi >>> 28;
+        const pfnHi = hi & 0x000fffff;
+        if (pfnHi || lo > LEGACY_PFN_MASK) unsupported(item.offset, `pfn 0x${(pfnHi * 0x1_0000_0000 + lo).toString(16)} is 2^28 or above (legacy pfn entries have 28 bits)`);
+        if (!pv && lo >= p2mSize) unsupported(item.offset, `HVM pfn 0x${lo.toString(16)} is not below the announced p2m_size 0x${p2mSize.toString(16)} (pass a larger p2mSize)`);
+        if (pv && lo >= p2mSize) throw new MalformedStreamError(item.offset, `pfn 0x${lo.toString(16)} beyond the p2m (size 0x${p2mSize.toString(16)})`, 'PAGE_DATA');
+        const entry = ((type << LEGACY_TYPE_SHIFT) >>> 0) + lo;
+        if (tw === 32) w.u32(entry);
+        else w.u64hl(0, entry);
+        if (type <= 4 || (type >= 9 && type <= 0xc)) data++;
+      }
+      yield w.bytes;
+      if (data) yield* take(data * 4096);
+    }
+  }
+
+  function* tail(): Generator<Uint8Array> {
+    tailDone = true;
+    // vcpu info: PV from the vcpu records, HVM from the CPU entries of the HVM context.
+    let ids: number[];
+    if (pv) ids = [...vcpus.keys()].sort((a, b) => a - b);
+    else {
+      const n = hvmContext ? hvmContextCpus(hvmContext, true) : 1;
+      ids = Array.from({ length: Math.max(n, 1) }, (_, i) => i);
+    }
+    const maxId = ids.length ? ids[ids.length - 1]! : 0;
+    if (maxId > MAX_VCPU_ID) unsupported(0, `vcpu id ${maxId} above ${MAX_VCPU_ID}`);
+    const words = Math.floor(maxId / 64) + 1;
+    const vi = new Writer(8 + words * 8, LE).i32(CHUNK.vcpuInfo).i32(maxId);
+    const map = new BigUint64Array(words);
+    for (const id of ids) map[id >> 6]! |= 1n << BigInt(id & 63);
+    for (const m of map) vi.u64(m);
+    yield vi.bytes;
+    if (!pv) {
+      for (const c of HVM_PARAM_CHUNKS) {
+        const v = paramChunks.get(c.param);
+        if (v) yield new Writer(16, LE).i32(c.chunk).u32(0).u64(v).bytes;
+      }
+    }
+    const ts = physmap ? encodePhysmap(physmap, tw) : toolstack;
+    if (ts) {
+      yield new Writer(8, LE).i32(CHUNK.toolstack).u32(ts.byteLength).bytes;
+      yield ts;
+    }
+    yield new Writer(8, LE).i32(CHUNK.lastCheckpoint).i32(CHUNK.end).bytes;
+    if (pv) {
+      yield new Writer(4, LE).u32(0).bytes; // no unmapped pfns
+      const ctx = vcpuContextSize(guestWidth);
+      for (const id of ids) {
+        const v = vcpus.get(id)!;
+        if (!v.basic) throw new MalformedStreamError(0, `vcpu ${id} has no X86_PV_VCPU_BASIC record`, 'X86_PV_VCPU_BASIC');
+        if (v.basic.byteLength !== ctx) throw new MalformedStreamError(0, `vcpu ${id} basic context is ${v.basic.byteLength} bytes, not ${ctx}`, 'X86_PV_VCPU_BASIC');
+        yield v.basic;
+        yield v.extended && v.extended.byteLength ? v.extended : new Uint8Array(VCPU_EXTENDED_SIZE);
+      }
+      if (!sharedInfo) throw new MalformedStreamError(0, 'no SHARED_INFO record', 'SHARED_INFO');
+      yield sharedInfo;
+    } else {
+      if (!hvmContext) throw new MalformedStreamError(0, 'no HVM_CONTEXT record', 'HVM_CONTEXT');
+      yield new Writer(28, LE).u64(magic.ioreq).u64(magic.bufioreq).u64(magic.store).u32(hvmContext.byteLength).bytes;
+      yield hvmContext;
+    }
+  }
+
+  for await (const item of decodeV2(source, { format: 'auto' })) {
+    switch (item.kind) {
+      case 'xl-header': {
+        const h = item.header;
+        if (h.byteOrder !== 'little') unsupported(item.offset, 'a big-endian xl header (legacy images are x86, little-endian)');
+        yield* encodeLegacyXlHeader({ mandatoryFlags: h.mandatoryFlags & ~XL_MANDATORY_FLAG_STREAMV2, optionalFlags: h.optionalFlags, optionalData: h.optionalData });
+        break;
+      }
+      case 'libxl-header':
+        if (item.header.byteOrder !== 'little') unsupported(item.offset, 'a big-endian libxl stream');
+        libxl = true;
+        break;
+      case 'image-header':
+        if (item.header.byteOrder !== 'little') unsupported(item.offset, 'a big-endian libxc stream');
+        break;
+      case 'domain-header':
+        if (item.header.type === DOMAIN_TYPE.x86_pv) pv = true;
+        else if (item.header.type === DOMAIN_TYPE.x86_hvm) {
+          pv = false;
+          p2mSize = opts.p2mSize ?? 0x100000;
+          if (p2mSize < 1 || p2mSize > LEGACY_PFN_MASK + 1) throw new RangeError('p2mSize must be 1..2^28');
+        } else unsupported(item.offset, `domain type ${item.header.type} (legacy images are x86 PV or HVM)`);
+        if (item.header.pageShift !== 12) unsupported(item.offset, `page shift ${item.header.pageShift}`);
+        break;
+      case 'libxc-record': {
+        const b = item.body;
+        const at = item.offset;
+        switch (item.type) {
+          case REC.X86_PV_INFO:
+            if (b.kind === 'x86_pv_info') guestWidth = b.guestWidth === 4 || b.guestWidth === 32 ? 32 : 64;
+            break;
+          case REC.X86_PV_P2M_FRAMES:
+            if (b.kind !== 'x86_pv_p2m_frames') break;
+            if (headerDone) unsupported(at, 'a second X86_PV_P2M_FRAMES record (the p2m grew during migration)');
+            if (b.startPfn !== 0) unsupported(at, `p2m frames starting at pfn ${b.startPfn}`);
+            p2mSize = b.endPfn + 1;
+            if (p2mSize > LEGACY_PFN_MASK + 1) unsupported(at, `p2m of 0x${p2mSize.toString(16)} pfns (legacy pfns have 28 bits)`);
+            yield* pvHeader(b.frames, at);
+            break;
+          case REC.PAGE_DATA:
+            if (!headerDone) {
+              if (pv) throw new MalformedStreamError(at, 'PAGE_DATA before X86_PV_P2M_FRAMES', 'PAGE_DATA');
+              yield* header();
+            }
+            yield* batches(item);
+            break;
+          case REC.X86_TSC_INFO:
+            if (b.kind !== 'x86_tsc_info') break;
+            if (!headerDone && !pv) yield* header();
+            if (!headerDone) throw new MalformedStreamError(at, 'X86_TSC_INFO before X86_PV_P2M_FRAMES', 'X86_TSC_INFO');
+            yield new Writer(24, LE).i32(CHUNK.tscInfo).u32(b.mode).u64(b.nsec).u32(b.khz).u32(b.incarnation).bytes;
+            break;
+          case REC.VERIFY:
+            if (!headerDone && !pv) yield* header();
+            yield new Writer(4, LE).i32(CHUNK.enableVerifyMode).bytes;
+            break;
+          case REC.HVM_PARAMS:
+            if (b.kind !== 'hvm_params') break;
+            for (const { index, value } of b.params) {
+              const i = Number(index);
+              if (i === HVM_PARAM.IOREQ_PFN) magic.ioreq = value;
+              else if (i === HVM_PARAM.BUFIOREQ_PFN) magic.bufioreq = value;
+              else if (i === HVM_PARAM.STORE_PFN) magic.store = value;
+              else if (PARAM_CHUNK_BY_PARAM.has(i)) paramChunks.set(i, value);
+              else if (i === VM86_TSS_SIZED) paramChunks.set(HVM_PARAM.VM86_TSS, value & 0xffffffffn);
+              else if (DROPPED_PARAMS.has(i) || value === 0n) continue;
+              else unsupported(at, `HVM param ${i} = 0x${value.toString(16)} has no legacy chunk`);
+            }
+            break;
+          case REC.HVM_CONTEXT:
+            if (b.kind !== 'blob') break;
+            if (b.data.byteLength > LEGACY_LIMITS.hvmContextMax) unsupported(at, 'an HVM context over 16 MiB');
+            hold(b.data.byteLength, at);
+            hvmContext = new Uint8Array(b.data);
+            break;
+          case REC.SHARED_INFO:
+            if (b.kind !== 'blob') break;
+            if (b.data.byteLength !== SHARED_INFO_SIZE) throw new MalformedStreamError(at, 'SHARED_INFO is not 4096 bytes', 'SHARED_INFO');
+            sharedInfo = new Uint8Array(b.data);
+            break;
+          case REC.X86_PV_VCPU_BASIC:
+          case REC.X86_PV_VCPU_EXTENDED:
+          case REC.X86_PV_VCPU_XSAVE:
+          case REC.X86_PV_VCPU_MSRS: {
+            if (b.kind !== 'x86_pv_vcpu') break;
+            const v = vcpus.get(b.vcpuId) ?? {};
+            vcpus.set(b.vcpuId, v);
+            if (item.type === REC.X86_PV_VCPU_BASIC) {
+              hold(b.context.byteLength, at);
+              v.basic = new Uint8Array(b.context);
+            } else if (item.type === REC.X86_PV_VCPU_EXTENDED) {
+              if (b.context.byteLength && b.context.byteLength !== VCPU_EXTENDED_SIZE) unsupported(at, `an extended vcpu context of ${b.context.byteLength} bytes (legacy: 128)`);
+              v.extended = new Uint8Array(b.context);
+            } else if (b.context.byteLength) {
+              unsupported(at, `vcpu ${b.vcpuId} ${item.type === REC.X86_PV_VCPU_XSAVE ? 'xsave' : 'MSR'} state (the legacy header would have to announce it before the pages)`);
+            }
+            break;
+          }
+          case REC.TOOLSTACK:
+            if (b.kind === 'blob') toolstack = new Uint8Array(b.data);
+            break;
+          case REC.STATIC_DATA_END:
+          case REC.X86_CPUID_POLICY:
+          case REC.X86_MSR_POLICY:
+            // Legacy hosts compute the CPU policy themselves.
+            break;
+          case REC.CHECKPOINT:
+          case REC.CHECKPOINT_DIRTY_PFN_LIST:
+            unsupported(at, 'a checkpointed (Remus/COLO) stream');
+            break;
+          case REC.END:
+            if (!headerDone) yield* header();
+            libxcEnded = true;
+            if (!libxl) yield* tail();
+            break;
+          default:
+            if ((item.type & 0x8000_0000) === 0) unsupported(at, `record type 0x${item.type.toString(16)}`);
+        }
+        break;
+      }
+      case 'libxl-record': {
+        const li = item as LibxlRecordItem;
+        const b = li.body;
+        switch (li.type) {
+          case LIBXL_REC.LIBXC_CONTEXT:
+            break;
+          case LIBXL_REC.EMULATOR_XENSTORE_DATA: {
+            if (b.kind !== 'emulator_xenstore_data') break;
+            if (tailDone) unsupported(li.offset, 'emulator xenstore data after the emulator context');
+            physmap = physmapFrom(b.pairs, li.offset);
+            break;
+          }
+          case LIBXL_REC.EMULATOR_CONTEXT: {
+            if (b.kind !== 'emulator_context') break;
+            if (!libxcEnded) throw new MalformedStreamError(li.offset, 'EMULATOR_CONTEXT before the libxc stream ended', 'EMULATOR_CONTEXT');
+            if (pv) unsupported(li.offset, 'an emulator context for a PV guest');
+            if (tailDone) unsupported(li.offset, 'a second emulator context');
+            yield* tail();
+            const h = new Writer(25, LE);
+            h.raw(ascii.encode(QEMU_SIG_V2)).u32(b.data.byteLength);
+            yield h.bytes;
+            yield b.data;
+            break;
+          }
+          case LIBXL_REC.END:
+            if (!tailDone) yield* tail();
+            break;
+          default:
+            unsupported(li.offset, `libxl record ${li.type} (checkpoints)`);
+        }
+        break;
+      }
+    }
+  }
+  if (!tailDone) throw new MalformedStreamError(0, 'the stream ended without END', 'END');
+}
+
+/** EMULATOR_XENSTORE_DATA -> libxl's legacy physmap list (the only keys the legacy format had). */
+function physmapFrom(pairs: [string, string][], at: number): PhysmapEntry[] {
+  const byPhys = new Map<string, { start?: string; size?: string; name?: string }>();
+  for (const [k, v] of pairs) {
+    const m = /^physmap\/([0-9a-f]+)\/(start_addr|size|name)$/.exec(k);
+    if (!m) throw new UnsupportedStreamError(`cannot express in a legacy image (offset ${at}): emulator xenstore key "${k}"`);
+    const e = byPhys.get(m[1]!) ?? {};
+    byPhys.set(m[1]!, e);
+    if (m[2] === 'start_addr') e.start = v;
+    else if (m[2] === 'size') e.size = v;
+    else e.name = v;
+  }
+  const out: PhysmapEntry[] = [];
+  for (const [phys, e] of byPhys) {
+    if (e.start === undefined || e.size === undefined || e.name === undefined)
+      throw new UnsupportedStreamError(`cannot express in a legacy image (offset ${at}): physmap entry ${phys} lacks start_addr, size or name`);
+    if (!/^[0-9a-f]+$/.test(e.start) || !/^[0-9a-f]+$/.test(e.size))
+      throw new UnsupportedStreamError(`cannot express in a legacy image (offset ${at}): physmap entry ${phys} has non-hex values`);
+    out.push({ physOffset: BigInt('0x' + phys), startAddr: BigInt('0x' + e.start), size: BigInt('0x' + e.size), name: e.name });
+  }
+  return out;
+}
