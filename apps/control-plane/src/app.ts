@@ -55,6 +55,8 @@ export async function startControlPlane(env: Record<string, string | undefined> 
   const cfg = loadCpConfig(env);
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(cfg, { http: true, worker: cfg.FERRY_CONTROL_PLANE_ROLE !== 'api' }), {
     logger: env.FERRY_LOG_LEVEL === 'debug' ? ['log', 'error', 'warn', 'debug'] : ['error', 'warn'],
+    // keep-alive clients (agents polling) must not hold a shutdown open
+    forceCloseConnections: true,
   });
   app.useBodyParser('json', { limit: '8mb' });
   const doc = SwaggerModule.createDocument(

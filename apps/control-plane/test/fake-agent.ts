@@ -50,6 +50,7 @@ export function digest(s: string): string {
 }
 
 class Cancelled extends Error {}
+type ReportIn = AgentReport extends infer R ? (R extends AgentReport ? Omit<R, 'seq' | 'at'> : never) : never;
 
 export class FakeAgent {
   readonly hostId: string;
@@ -121,7 +122,7 @@ export class FakeAgent {
     return r;
   }
 
-  private async report(r: Omit<AgentReport, 'seq' | 'at'>): Promise<void> {
+  private async report(r: ReportIn): Promise<void> {
     if (this.hang && r.type === 'progress') return;
     const body = { reports: [{ ...r, seq: ++this.seq, at: new Date().toISOString() }] };
     // like a real agent: retry on network errors / 5xx (reports are idempotent)

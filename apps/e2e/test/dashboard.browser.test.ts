@@ -65,7 +65,7 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
 
   it('starts a migration and watches it reach done, live', async () => {
     await page.click('[data-testid=migrate-db-1]');
-    await page.selectOption('[data-testid=migrate-target]', 'xen64-b');
+    await page.selectOption('[data-testid=migrate-target]', 'xen-d');
     await page.click('[data-testid=migrate-submit]');
     await page.waitForURL(/#\/migrations/);
     const card = page.locator('[data-testid^=migration-][data-vm=db-1]').first();
@@ -80,7 +80,7 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
     await page.locator('[data-testid^=migration-][data-vm=db-1][data-phase=completed]').first().waitFor({ timeout: 180_000 });
     await shot('migrations');
     await page.click('[data-testid=nav-fleet]');
-    await page.locator('[data-testid=host-xen64-b] [data-testid=vm-db-1]').waitFor({ timeout: 15_000 });
+    await page.locator('[data-testid=host-xen-d] [data-testid=vm-db-1]').waitFor({ timeout: 15_000 });
   }, 240_000);
 
   it('starts a campaign from its dry-run plan and follows it to completed', async () => {
@@ -124,13 +124,23 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
     await shot('inspector');
   }, 60_000);
 
-  it('shows the throughput chart and the checkpoints of the suspend-store', async () => {
+  it('shows the throughput chart, and a checkpoint with its source format, checksum and download', async () => {
     await page.click('[data-testid=nav-migrations]');
     await page.locator('[data-testid=throughput-chart] svg path.line').waitFor({ timeout: 10_000 });
     await page.click('[data-testid=nav-checkpoints]');
     await page.locator('[data-testid=checkpoints]').waitFor();
-    await page.waitForTimeout(500);
+    // Suspend a VM into the store (REST, as the CLI would); the view picks it up from the vm event.
+    await call(stack, 'POST', '/v1/vms/mon-1/suspend', {});
+    const row = page.locator('[data-testid^=checkpoint-]').first();
+    await row.waitFor({ timeout: 60_000 });
+    const text = await row.innerText();
+    expect(text).toMatch(/v2|legacy/);
+    expect(text).toMatch(/[0-9a-f]{16}/);
     await shot('checkpoints');
+    const [download] = await Promise.all([page.waitForEvent('download'), row.locator('button', { hasText: 'v2' }).click()]);
+    const file = await download.path();
+    expect(fs.statSync(file).size).toBeGreaterThan(1024);
+    await call(stack, 'POST', '/v1/vms/mon-1/resume', {});
     expect(consoleErrors.filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 });

@@ -135,6 +135,8 @@ export class Reporter {
   }
 
   progress(job: HostJobName, operationId: string, attempt: number, p: Progress): void {
+    const prev = this.latest.get(`${job}:${operationId}`);
+    if (prev && (prev.phase !== p.phase || prev.round !== p.round)) this.queue.push(prev); // every phase and round is seen
     this.latest.set(`${job}:${operationId}`, { type: 'progress', operationId, attempt, job, seq: ++this.seq, at: new Date().toISOString(), ...p });
   }
 

@@ -205,9 +205,9 @@ export interface AgentProcess {
 }
 
 /** Starts a real agent process (`run-ts.js apps/host-agent/src/main.ts`) and waits for it to register. */
-export async function spawnAgent(cp: Coordinator, hostId: string, env: Record<string, string>): Promise<AgentProcess> {
+export async function spawnAgent(cp: Coordinator, hostId: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<AgentProcess> {
   const before = cp.hosts.get(hostId)?.registrations ?? 0;
-  const child = spawn(process.execPath, [path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/host-agent/src/main.ts')], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/host-agent/src/main.ts')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

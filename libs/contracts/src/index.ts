@@ -3,3 +3,4 @@ export * from './migration';
 export * from './jobs';
 export * from './agent';
 export * from './api';
+export * from './client';

@@ -1,4 +1,3 @@
-/* eslint-disable @nx/enforce-module-boundaries -- a Node benchmark script, not part of the browser-safe core */
 /**
  * Legacy -> v2 conversion throughput, next to `cat` of the same file and Xen's own
  * Python 2.7 converter, in the same run (warm cache, same disk, best of 3, peak RSS
@@ -120,6 +119,13 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(shim, 'xen', 'migration', '__init__.py'), '');
   }
   const ours = path.join(root, 'apps/cli/bin/convert-legacy-stream.js');
+  // The same entry point behind a lean loader (@swc/core + pirates, no TypeScript compiler): what the bin would cost with a lighter register.
+  const lean = `node -r '${path.join(__dirname, 'convert-loader.cjs')}' '${path.join(root, 'apps/cli/src/bin/convert-legacy-stream.ts')}'`;
+  const idle = (cmd: string) => timed(`${cmd} --version > /dev/null`);
+  const startup = { bin: idle(`node '${ours}'`), lean: idle(lean) };
+  process.stdout.write(
+    `startup (--version, no conversion): bin ${startup.bin.secs.toFixed(2)} s / ${startup.bin.rssMiB.toFixed(0)} MiB RSS, lean loader ${startup.lean.secs.toFixed(2)} s / ${startup.lean.rssMiB.toFixed(0)} MiB RSS\n`,
+  );
   for (const gib of sizes) {
     const input = path.join(dir, `legacy-pv-w32-${gib}g.img`);
     const t0 = Date.now();
@@ -132,6 +138,7 @@ async function main(): Promise<void> {
       best('cat in > out', `cat '${input}' > '${out}'`, size, out),
       best('ferry convert-legacy-stream', `node '${ours}' -i '${input}' -o '${out}' -w 32 -g pv`, size, out),
       best('ferry (-w auto -g auto)', `node '${ours}' -i '${input}' -o '${out}' -w auto -g auto`, size, out),
+      best('ferry, lean loader (-w 32 -g pv)', `${lean} -i '${input}' -o '${out}' -w 32 -g pv`, size, out),
     ];
     const oursOut = out + '.ours';
     fs.renameSync(out, oursOut);

@@ -95,10 +95,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   toSyslog = values.syslog === true;
   const verbose = values.verbose === true;
+  let infoFd = 1;
   const info = (line: string) => {
     if (!verbose) return;
     if (toSyslog) for (const l of line.split('\n')) syslog('info', l);
-    else process.stdout.write(line + '\n');
+    else fs.writeSync(infoFd, line + '\n'); // stdout, as Xen's script; stderr when the stream goes to stdout
   };
   const err = (line: string) => {
     syslog('err', line);
@@ -110,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     inFd = openInputFd(values.in as string).fd;
     fd = openOutputFd(values.out as string);
+    if (fd === 1) infoFd = 2;
   } catch (e) {
     err(`${PROG}: ${(e as Error).message}`);
     return 1;

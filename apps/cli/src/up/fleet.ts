@@ -1,4 +1,8 @@
-/** The demo fleet `ferry up` runs: four sim hosts (two 32-bit legacy, two 64-bit v2), a dozen VMs. */
+/**
+ * The demo fleet `ferry up` runs: four sim hosts, a dozen VMs. xen-a and xen-b start as 32-bit legacy
+ * (Xen 4.4) dom0s, xen-c and xen-d as 64-bit v2 (Xen 4.17); ids say nothing of the width, which an
+ * upgrade campaign changes.
+ */
 import type { Bitness, GuestType, Toolstack } from '@ferry/contracts';
 
 export interface SimGuestDef {
@@ -34,28 +38,28 @@ const g = (vmId: string, type: GuestType, memoryMiB: number, vcpus: number, gues
 
 export const FLEET: SimHostDef[] = [
   {
-    hostId: 'xen32-a',
+    hostId: 'xen-a',
     toolstack: '4.4-32',
     parsed: LEGACY_32,
     capacity: CAPACITY,
     guests: [g('web-1', 'pv', 128, 1, 32), g('web-2', 'hvm', 256, 2), g('db-1', 'pv', 256, 2, 32)],
   },
   {
-    hostId: 'xen32-b',
+    hostId: 'xen-b',
     toolstack: '4.4-32',
     parsed: LEGACY_32,
     capacity: CAPACITY,
     guests: [g('cache-1', 'pv', 128, 1, 32), g('build-1', 'hvm', 256, 2), g('mail-1', 'pv', 128, 1, 32)],
   },
   {
-    hostId: 'xen64-a',
+    hostId: 'xen-c',
     toolstack: '4.17-64',
     parsed: V2_64,
     capacity: CAPACITY,
     guests: [g('api-1', 'pv', 256, 2, 64), g('api-2', 'pv', 256, 2, 64), g('batch-1', 'hvm', 512, 4)],
   },
   {
-    hostId: 'xen64-b',
+    hostId: 'xen-d',
     toolstack: '4.17-64',
     parsed: V2_64,
     capacity: CAPACITY,

@@ -1,6 +1,5 @@
 import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
 import { verifyAgentToken } from '@ferry/config';
 import type { Role } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
@@ -18,7 +17,11 @@ export const AgentOnly = () => SetMetadata(AUTH, { kind: 'agent' } satisfies Aut
 
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
 
-export interface AuthedRequest extends Request {
+/** The bits of the (express) request we use. */
+export interface AuthedRequest {
+  headers: Record<string, string | string[] | undefined>;
+  params: Record<string, string>;
+  body: unknown;
   ferryRole?: Role;
   agentHostId?: string;
 }
@@ -38,13 +41,13 @@ export class AuthGuard implements CanActivate {
     const spec = this.reflector.getAllAndOverride<AuthSpec | undefined>(AUTH, [ctx.getHandler(), ctx.getClass()]) ?? { kind: 'role', role: 'admin' };
     if (spec.kind === 'public') return true;
     const req = ctx.switchToHttp().getRequest<AuthedRequest>();
-    const h = req.headers.authorization;
+    const h = typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined;
     const token = h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
     if (!token) throw fail(401, 'missing bearer token');
     if (spec.kind === 'agent') {
       const hostId = verifyAgentToken(this.cfg.agentSecret, token);
       if (!hostId) throw fail(this.tokens.has(token) ? 403 : 401, this.tokens.has(token) ? 'agent endpoints need an agent token' : 'invalid token');
-      const want = (req.params as Record<string, string>).hostId ?? (req.body as { hostId?: unknown } | undefined)?.hostId;
+      const want = req.params.hostId ?? (req.body as { hostId?: unknown } | undefined)?.hostId;
       if (typeof want === 'string' && want !== hostId) throw fail(403, `token is for host '${hostId}', not '${want}'`);
       req.agentHostId = hostId;
       return true;

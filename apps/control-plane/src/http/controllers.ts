@@ -1,6 +1,5 @@
 import { Body, Controller, Delete, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res, Sse } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
 import type Redis from 'ioredis';
 import { Observable } from 'rxjs';
 import type { AgentReport, CreateCampaignRequest, CreateMigrationRequest, HeartbeatRequest, HostJobName, RegisterRequest } from '@ferry/contracts';
@@ -197,7 +196,7 @@ export class OpsController {
   @Get('healthz') @Public() healthz() {
     return { status: 'ok', checks: { process: 'ok' } };
   }
-  @Get('readyz') @Public() async readyz(@Res({ passthrough: true }) res: Response) {
+  @Get('readyz') @Public() async readyz(@Res({ passthrough: true }) res: { status(code: number): unknown }) {
     try {
       await this.redis.ping();
       return { status: 'ok', checks: { redis: 'ok' } };

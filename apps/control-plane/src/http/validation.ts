@@ -1,5 +1,5 @@
 import { createParamDecorator, type ExecutionContext, type PipeTransform } from '@nestjs/common';
-import type { Request } from 'express';
+import type { AuthedRequest } from './auth';
 import { z } from '@ferry/config';
 import { ValidationFailed } from '../core/errors';
 
@@ -34,7 +34,7 @@ export function parse<S extends z.ZodTypeAny>(schema: S, value: unknown, root?: 
 
 /** A validated request header: `@Header('idempotency-key', schema)`. */
 export const ValidHeader = createParamDecorator((data: { name: string; schema: z.ZodTypeAny }, ctx: ExecutionContext) => {
-  const req = ctx.switchToHttp().getRequest<Request>();
+  const req = ctx.switchToHttp().getRequest<AuthedRequest>();
   return parse(data.schema, req.headers[data.name], data.name);
 });
 

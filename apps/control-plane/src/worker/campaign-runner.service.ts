@@ -9,7 +9,6 @@ import { OperationsService } from '../core/operations.service';
 
 type Camp = CampaignDto & { control: 'run' | 'pause' | 'abort' };
 const ACTIVE_STEPS = ['draining', 'upgrading', 'awaiting-return', 'refilling'];
-const DONE = ['done', 'failed', 'skipped'];
 
 /**
  * Runs campaigns host by host: drain -> upgrade -> wait for the new toolstack -> refill -> next.

@@ -4,7 +4,7 @@ type Attrs = Record<string, unknown>;
 
 export function h<K extends keyof HTMLElementTagNameMap>(tag: K | `${K}.${string}` | `${K}#${string}`, attrs?: Attrs | Child, ...children: Child[]): HTMLElementTagNameMap[K] {
   const [name, ...classes] = tag.split('.');
-  let [tagName, id] = name!.split('#');
+  const [tagName, id] = name!.split('#');
   const el = document.createElement(tagName as K);
   if (id) el.id = id;
   if (classes.length) el.className = classes.join(' ');

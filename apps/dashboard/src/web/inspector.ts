@@ -5,18 +5,9 @@
  * so their records and pages can be described the same way (`ferry stream inspect` /
  * `ferry stream detect` use the same functions).
  */
-import * as codec from '@ferry/stream-codec';
-import { inspectStream, sniffFraming, type ByteSource, type InspectReport, type StreamFacts } from '@ferry/stream-codec';
+import { DETECT_PREFIX, detectLegacy, ingestToV2, inspectStream, sniffFraming, type ByteSource, type InspectReport, type LegacyDetection, type StreamFacts } from '@ferry/stream-codec';
 
-export interface LegacyDetectionView {
-  width: 32 | 64;
-  guest: 'pv' | 'hvm';
-  guestWidth?: 32 | 64;
-  framing: string;
-  xl: boolean;
-  confidence: string;
-  reasons: string[];
-}
+export type LegacyDetectionView = LegacyDetection;
 
 export interface InspectionResult {
   name: string;
@@ -31,15 +22,6 @@ export interface InspectionResult {
   errors: string[];
   ms: number;
 }
-
-type Ingest = (s: ByteSource, o?: { format?: 'auto' | 'v2' | 'legacy' }) => { output: AsyncIterable<Uint8Array>; facts: Promise<StreamFacts> };
-type Detect = (prefix: Uint8Array, o?: { complete?: boolean }) => LegacyDetectionView;
-
-// Looked up by name: these land in the codec's index as its engineers finish them.
-const ns = codec as unknown as Record<string, unknown>;
-const ingestToV2 = ns.ingestToV2 as Ingest | undefined;
-const detectLegacy = ns.detectLegacy as Detect | undefined;
-const DETECT_PREFIX = typeof ns.DETECT_PREFIX === 'number' ? ns.DETECT_PREFIX : 256 * 1024;
 
 /** The file as a stream of chunks (Blob.stream() where available, else slices). */
 function chunks(file: Blob, onProgress?: (done: number) => void, chunkSize = 1 << 20): ByteSource {
@@ -59,7 +41,7 @@ export async function inspectFile(file: Blob & { name?: string }, onProgress?: (
   const sniffed = sniffFraming(head);
   res.sniffed = sniffed ?? 'unknown (too short)';
 
-  if (sniffed === 'legacy' && detectLegacy) {
+  if (sniffed === 'legacy') {
     try {
       res.detection = detectLegacy(head, { complete: head.byteLength === file.size });
       res.width = { toolstack: res.detection.width, guest: res.detection.guestWidth, source: `detected (${res.detection.confidence})` };
@@ -69,7 +51,7 @@ export async function inspectFile(file: Blob & { name?: string }, onProgress?: (
   }
 
   const legacyInside = sniffed === 'legacy' || sniffed === 'xl';
-  if (legacyInside && ingestToV2) {
+  if (legacyInside) {
     // Converts legacy -> v2 (v2 input passes through unchanged), then describes the v2 stream.
     try {
       const { output, facts } = ingestToV2(chunks(file, onProgress), { format: 'auto' });
@@ -88,10 +70,8 @@ export async function inspectFile(file: Blob & { name?: string }, onProgress?: (
     } catch (e) {
       res.errors.push(msg(e));
     }
-  } else if (sniffed && sniffed !== 'legacy') {
+  } else if (sniffed) {
     res.report = await inspectStream(chunks(file, onProgress));
-  } else if (sniffed === 'legacy') {
-    res.errors.push('legacy conversion is not available in this build of the codec');
   }
   if (res.report && !res.width) {
     const f = res.report.verdict.facts;

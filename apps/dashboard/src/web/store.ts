@@ -140,14 +140,16 @@ export function throughputSeries(store: Store, windowMs: number, bucketMs: numbe
   for (const m of store.migrations.values()) {
     const hist = store.rateHistory.get(m.id);
     if (hist && hist.length > 0) {
-      // Live figures: each report holds until the next one (at most 5 s).
+      // Live figures: each report holds until the next one (at most 5 s); per bucket, the highest.
+      const mine = new Map<number, number>();
       for (let i = 0; i < hist.length; i++) {
         const a = hist[i]!;
         const end = Math.min(hist[i + 1]?.t ?? now, a.t + 5000);
-        const first = Math.ceil((a.t - t0) / bucketMs);
+        const first = Math.floor((a.t - t0) / bucketMs);
         const last = Math.floor((end - t0) / bucketMs);
-        for (let j = Math.max(first, 0); j <= Math.min(last, n); j++) sums[j] = Math.max(sums[j]!, 0) + a.rate;
+        for (let j = Math.max(first, 0); j <= Math.min(last, n); j++) mine.set(j, Math.max(mine.get(j) ?? 0, a.rate));
       }
+      for (const [j, r] of mine) sums[j] = sums[j]! + r;
       continue;
     }
     if (!m.startedAt || !m.finishedAt) continue;

@@ -136,6 +136,13 @@ export class MigrationReceiver {
           const mine = (await this.driver.pendingMigrations()).some((m) => m.vmId === p.vm.vmId && m.migrationId === p.migrationId);
           if (mine) await this.driver.destroy(p.vm.vmId).catch(() => undefined);
         }
+        if (!op.cancelled && !(e instanceof AgentFailure) && (req.destroyed || !req.complete)) {
+          // the source may have dropped the stream because it was cancelled: our own cancel is on its way
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, 1000);
+            op.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+          });
+        }
         let err = op.cancelled ? (op.signal.reason as Error) : e;
         if (!op.cancelled && !(e instanceof AgentFailure) && (req.destroyed || !req.complete) && !restored) {
           err = new AgentFailure('STREAM_ERROR', `stream from ${p.source.hostId} broke after ${tap.bytes} bytes: ${(e as Error).message}`, true);

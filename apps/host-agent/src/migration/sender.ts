@@ -128,7 +128,14 @@ export class MigrationSender {
       let err: unknown = e;
       if (!op.cancelled && upload && !answered && !(e instanceof AgentFailure)) {
         // the target may have stopped reading on purpose (cancel): its answer tells
-        const a = await Promise.race([upload.answer().catch(() => null), sleep(1000).then(() => null)]);
+        const a = await Promise.race([
+          upload.answer().then(
+            (x) => x,
+            () => new Promise<null>(() => undefined), // no answer: wait for our own cancel or the timeout
+          ),
+          sleep(1000).then(() => null),
+          new Promise<null>((resolve) => op.signal.addEventListener('abort', () => resolve(null), { once: true })),
+        ]);
         if (a?.status === 409) err = new CancelledError(parseReason(a.body) ?? 'the target cancelled');
         else if (!(e instanceof WidthMismatchError) && !isCodecError(e)) err = new AgentFailure('STREAM_ERROR', `stream to ${p.target.hostId} broke: ${(e as Error).message}`, true);
       }

@@ -43,8 +43,20 @@ export function canonical(seed: number, pfn: number, version: number): [number, 
   return [a, b === MISSING ? 0 : b];
 }
 
+const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** Writes page (seed, pfn, version) into dst[off, off+4096). */
 export function writePage(dst: Uint8Array, off: number, seed: number, pfn: number, version: number): void {
+  if (LITTLE && (dst.byteOffset + off) % 4 === 0) {
+    const w = new Uint32Array(dst.buffer, dst.byteOffset + off, PAGE_SIZE / 4);
+    w[0] = MAGIC;
+    w[1] = pfn;
+    w[2] = version;
+    w[3] = seed;
+    for (let i = 4; i < BLOCK_WORDS; i++) w[i] = blockWord(seed, pfn, version, i);
+    for (let n = BLOCK_WORDS; n < PAGE_SIZE / 4; n *= 2) w.copyWithin(n, 0, n);
+    return;
+  }
   const dv = new DataView(dst.buffer, dst.byteOffset + off, 64);
   dv.setUint32(0, MAGIC, true);
   dv.setUint32(4, pfn, true);
@@ -67,11 +79,21 @@ export function renderPages(seed: number, pfns: ArrayLike<number>, versions: Uin
 /** Reads (seed, version) of an intact page for `pfn`, or null if the bytes are not exactly a page we generate. */
 export function checkPage(page: Uint8Array, pfn: number): { seed: number; version: number } | null {
   if (page.byteLength !== PAGE_SIZE) return null;
-  const dv = new DataView(page.buffer, page.byteOffset, 64);
-  if (dv.getUint32(0, true) !== MAGIC || dv.getUint32(4, true) !== pfn) return null;
-  const version = dv.getUint32(8, true);
-  const seed = dv.getUint32(12, true);
-  for (let i = 4; i < BLOCK_WORDS; i++) if (dv.getUint32(i * 4, true) !== blockWord(seed, pfn, version, i)) return null;
+  let version: number;
+  let seed: number;
+  if (LITTLE && page.byteOffset % 4 === 0) {
+    const w = new Uint32Array(page.buffer, page.byteOffset, BLOCK_WORDS);
+    if (w[0] !== MAGIC || w[1] !== pfn) return null;
+    version = w[2]!;
+    seed = w[3]!;
+    for (let i = 4; i < BLOCK_WORDS; i++) if (w[i] !== blockWord(seed, pfn, version, i)) return null;
+  } else {
+    const dv = new DataView(page.buffer, page.byteOffset, 64);
+    if (dv.getUint32(0, true) !== MAGIC || dv.getUint32(4, true) !== pfn) return null;
+    version = dv.getUint32(8, true);
+    seed = dv.getUint32(12, true);
+    for (let i = 4; i < BLOCK_WORDS; i++) if (dv.getUint32(i * 4, true) !== blockWord(seed, pfn, version, i)) return null;
+  }
   // periodic with period 64 <=> page[64..4096) == page[0..4032)
   if (Buffer.compare(page.subarray(64), page.subarray(0, PAGE_SIZE - 64)) !== 0) return null;
   return { seed, version };

@@ -27,9 +27,10 @@ export interface ObjectBackend {
   /**
    * Streams `body` into `key`. Either the whole object is there when this resolves, or it
    * rejects and leaves nothing readable at `key` (a temporary file or a multipart upload is
-   * removed; what a killed process leaves is removed later by sweepStaleUploads).
+   * removed; what a killed process leaves is removed later by sweepStaleUploads). `size`, when
+   * given, is the exact length the body will have (a body of another length fails the call).
    */
-  putStream(key: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<{ size: number }>;
+  putStream(key: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal, size?: number): Promise<{ size: number }>;
   /** Writes a small object atomically (readers see the old one or the new one, never a part). */
   putBytes(key: string, data: Uint8Array): Promise<void>;
   /** A small object whole, or null when absent. */

@@ -44,7 +44,7 @@ export class FsBackend implements ObjectBackend {
     await fsyncDir(path.dirname(dest));
   }
 
-  async putStream(key: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<{ size: number }> {
+  async putStream(key: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal, expected?: number): Promise<{ size: number }> {
     this.file(key);
     const tmp = this.tmpFile();
     const fh = await fsp.open(tmp, 'wx', 0o600);
@@ -60,6 +60,7 @@ export class FsBackend implements ObjectBackend {
         size += chunk.byteLength;
       }
       signal?.throwIfAborted();
+      if (expected !== undefined && size !== expected) throw new Error(`body has ${size} bytes, ${expected} were announced`);
       await fh.sync();
       await fh.close();
       await this.commit(tmp, key);

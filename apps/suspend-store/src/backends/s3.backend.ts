@@ -15,6 +15,9 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { assertSafeKey, compareChildNames, type ByteRange, type ObjectBackend, type ObjectInfo } from './backend';
 
+/** Largest object sent as one PutObject (S3's limit is 5 GiB); larger or unknown sizes go multipart. */
+const SINGLE_PUT_MAX = 5 * 1024 ** 3;
+
 export interface S3BackendOptions {
   endpoint?: string;
   bucket: string;
@@ -74,7 +77,7 @@ export class S3Backend implements ObjectBackend {
     await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
   }
 
-  async putStream(key: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<{ size: number }> {
+  async putStream(key: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal, expected?: number): Promise<{ size: number }> {
     assertSafeKey(key);
     let size = 0;
     let sourceError: unknown;
@@ -82,11 +85,33 @@ export class S3Backend implements ObjectBackend {
       try {
         for await (const c of body) {
           size += c.byteLength;
+          if (expected !== undefined && size > expected) throw new Error(`body is longer than the announced ${expected} bytes`);
           yield c;
         }
+        // Ending short would leave the request waiting for bytes that never come: fail it instead.
+        if (expected !== undefined && size !== expected) throw new Error(`body has ${size} bytes, ${expected} were announced`);
       } catch (e) {
         sourceError = e;
         throw e;
+      }
+    }
+    if (expected !== undefined && expected <= SINGLE_PUT_MAX) {
+      // One streamed PUT: the object appears only if every announced byte arrived.
+      const stream = Readable.from(counted(), { objectMode: false, highWaterMark: 1 });
+      const onAbort = (): void => void stream.destroy(new Error('upload aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: stream, ContentLength: expected }), {
+          ...(signal ? { abortSignal: signal } : {}),
+        });
+        signal?.throwIfAborted();
+        return { size };
+      } catch (e) {
+        stream.destroy();
+        if (!sourceError && !signal?.aborted) await this.delete(key).catch(() => undefined);
+        throw sourceError ?? e;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
       }
     }
     const upload = new Upload({

@@ -20,8 +20,8 @@ export class CheckpointRepository {
   }
 
   /** Streams the image into its own object (invisible until commit). */
-  putImage(id: string, object: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<{ size: number }> {
-    return this.backend.putStream(imageKey(id, object), body, signal);
+  putImage(id: string, object: string, body: AsyncIterable<Uint8Array>, signal?: AbortSignal, size?: number): Promise<{ size: number }> {
+    return this.backend.putStream(imageKey(id, object), body, signal, size);
   }
 
   /** The commit: the checkpoint becomes visible once its meta is there. */

@@ -1,5 +1,16 @@
 import { Injectable } from '@nestjs/common';
-import * as codec from '@ferry/stream-codec';
+import {
+  AmbiguousStreamError,
+  MalformedStreamError,
+  NeedMoreBytesError,
+  StreamCodecError,
+  StreamReader,
+  TruncatedStreamError,
+  UnsupportedStreamError,
+  ingestToV2,
+  legacyFromV2,
+  sniffV2,
+} from '@ferry/stream-codec';
 
 /**
  * The one place that calls the stream codec (@ferry/stream-codec, API in docs/codec-api.md).
@@ -40,33 +51,6 @@ export interface CodecRefusal {
   message: string;
 }
 
-type ByteSource = AsyncIterable<Uint8Array>;
-interface CodecApi {
-  ingestToV2(
-    source: ByteSource,
-    opts?: { format?: DeclaredFormat; width?: DeclaredWidth; guest?: DeclaredGuest },
-  ): { output: AsyncIterable<Uint8Array>; facts: Promise<ImageFacts> };
-  legacyFromV2(source: ByteSource, opts: { width: 32 | 64 }): AsyncIterable<Uint8Array>;
-}
-
-/** Interim, while the codec's ingestToV2/legacyFromV2 are not in this build: v2 only, verified. */
-const interim: CodecApi = {
-  ingestToV2(source, opts) {
-    if (opts?.format === 'legacy') throw new codec.UnsupportedStreamError('legacy input needs ingestToV2, not in this codec build');
-    const t = codec.verifyingTee(source);
-    return { output: t.output, facts: t.facts.then((f) => codec.streamFactsOf(f) as ImageFacts) };
-  },
-  legacyFromV2() {
-    throw new codec.UnsupportedStreamError('down-conversion needs legacyFromV2, not in this codec build');
-  },
-};
-
-function api(): CodecApi {
-  const c = codec as unknown as Partial<CodecApi>;
-  if (typeof c.ingestToV2 !== 'function' || typeof c.legacyFromV2 !== 'function') return interim;
-  return c as CodecApi;
-}
-
 @Injectable()
 export class ConversionService {
   /**
@@ -74,25 +58,39 @@ export class ConversionService {
    * throws as soon as the input is found bad; `facts` resolves once output is consumed.
    */
   ingest(source: AsyncIterable<Uint8Array>, opts: IngestOptions): { output: AsyncIterable<Uint8Array>; facts: Promise<ImageFacts> } {
-    const r = api().ingestToV2(source, { format: opts.format, width: opts.width, guest: opts.guest });
+    const r = ingestToV2(source, { format: opts.format, width: opts.width, guest: opts.guest });
     // The caller awaits facts only after output succeeded; keep a rejection from being unhandled meanwhile.
-    r.facts.catch(() => undefined);
-    return r;
+    const facts = r.facts as Promise<ImageFacts>;
+    facts.catch(() => undefined);
+    return { output: r.output, facts };
   }
 
   /** A stored v2 stream -> legacy at the given toolstack width, for hosts not upgraded yet. */
   toLegacy(source: AsyncIterable<Uint8Array>, width: 32 | 64): AsyncIterable<Uint8Array> {
-    return api().legacyFromV2(source, { width });
+    return legacyFromV2(source, { width });
+  }
+
+  /**
+   * Whether the stored stream will be the input byte for byte (a v2 image, passed through),
+   * judged from the first chunk (at least 48 bytes): then its size is known in advance.
+   */
+  async passesThrough(first: Uint8Array, format: DeclaredFormat): Promise<boolean> {
+    if (format === 'legacy' || first.byteLength < 48) return false;
+    try {
+      return await sniffV2(new StreamReader([first]));
+    } catch {
+      return false;
+    }
   }
 
   /** A codec error as a refusal, or null for anything else (I/O errors, bugs). */
   refusal(e: unknown): CodecRefusal | null {
-    if (!(e instanceof codec.StreamCodecError) || e instanceof codec.NeedMoreBytesError) return null;
+    if (!(e instanceof StreamCodecError) || e instanceof NeedMoreBytesError) return null;
     const message = e.message.split('\n')[0] ?? e.message;
-    if (e instanceof codec.MalformedStreamError) return { reason: 'malformed', message };
-    if (e instanceof codec.TruncatedStreamError) return { reason: 'truncated', message };
-    if (e instanceof codec.UnsupportedStreamError) return { reason: 'unsupported', message };
-    if (e instanceof codec.AmbiguousStreamError) return { reason: 'ambiguous', message };
+    if (e instanceof MalformedStreamError) return { reason: 'malformed', message };
+    if (e instanceof TruncatedStreamError) return { reason: 'truncated', message };
+    if (e instanceof UnsupportedStreamError) return { reason: 'unsupported', message };
+    if (e instanceof AmbiguousStreamError) return { reason: 'ambiguous', message };
     return { reason: 'invalid', message };
   }
 }

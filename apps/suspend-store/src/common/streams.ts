@@ -156,3 +156,38 @@ function drained(out: Writable): Promise<void> {
     out.on('close', done);
   });
 }
+
+/** Joins small chunks into pieces of at least `min` bytes (fewer, larger chunks: the codec and hashes run faster). */
+export async function* coalesce(source: AsyncIterable<Uint8Array>, min: number): AsyncGenerator<Uint8Array> {
+  let parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of source) {
+    if (c.byteLength >= min && n === 0) {
+      yield c;
+      continue;
+    }
+    parts.push(c);
+    n += c.byteLength;
+    if (n >= min) {
+      yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+      parts = [];
+      n = 0;
+    }
+  }
+  if (n > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+}
+
+/** The first chunk (undefined when empty) and an iterable of everything, the first chunk included. */
+export async function peek(source: AsyncIterable<Uint8Array>): Promise<{ first: Uint8Array | undefined; all: AsyncIterable<Uint8Array> }> {
+  const it = source[Symbol.asyncIterator]();
+  const r = await it.next();
+  const first = r.done ? undefined : r.value;
+  return {
+    first,
+    all: (async function* () {
+      if (first === undefined) return;
+      yield first;
+      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+    })(),
+  };
+}

@@ -130,5 +130,7 @@ export const LEGACY_LIMITS = {
   xsaveMax: 1024 * 1024,
   extInfoMax: 1024 * 1024,
   hvmParamsMax: 1024,
+  /** Metadata (negative-id) chunks in one body; a saver writes a few dozen. */
+  metaChunksMax: 65536,
   xlOptionalDataMax: 16 * 1024 * 1024,
 } as const;

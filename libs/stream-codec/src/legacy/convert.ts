@@ -147,6 +147,8 @@ export class LegacyConverter {
       xl = ascii.decode(head) === XL_MAGIC;
     }
     if (xl) yield* this.xlHeader();
+    else if (o.xl === false && ascii.decode(await r.peek(XL_MAGIC_SIZE)) === XL_MAGIC)
+      this.bad('the image starts with an xl header: pass -x/--xl (or let it be detected)', 'xl header', r.offset);
     this.summary.xl = xl;
 
     // Width and guest type: declared, detected, and checked against each other.
@@ -183,7 +185,7 @@ export class LegacyConverter {
     yield* this.record(REC.STATIC_DATA_END, []);
     if (this.pv) yield* this.p2mFrames(p2mSize);
 
-    yield* this.chunks(p2mSize);
+    yield* this.chunks();
 
     if (this.pv) yield* this.pvTail(p2mSize);
     else yield* this.hvmTail();
@@ -291,9 +293,10 @@ export class LegacyConverter {
     }
   }
 
-  private async *chunks(p2mSize: number): AsyncGenerator<Uint8Array> {
+  private async *chunks(): AsyncGenerator<Uint8Array> {
     const r = this.r;
     const params: [number, Uint8Array][] = [];
+    let meta = 0;
     for (;;) {
       const at = r.offset;
       const marker = await this.i32('chunk id');
@@ -302,6 +305,7 @@ export class LegacyConverter {
         yield* this.batch(marker, at);
         continue;
       }
+      if (++meta > LEGACY_LIMITS.metaChunksMax) this.bad(`more than ${LEGACY_LIMITS.metaChunksMax} metadata chunks in the body (no end marker?)`, 'chunk', at);
       const name = CHUNK_NAME[marker];
       this.info(`Chunk: ${marker} - ${name ?? 'unknown'}`);
       if (name === undefined) this.bad(`unrecognised chunk ${marker}`, 'chunk', at);

@@ -67,7 +67,7 @@ export function inspectorView(_app: App): View {
           ['toolstack width', width?.toolstack ? `${width.toolstack}-bit` : undefined],
           ['guest width', width?.guest ? `${width.guest}-bit` : undefined],
           ['width source', width?.source],
-          ['framing', rep?.framing],
+          [r.facts?.input === 'legacy' ? 'framing (as v2)' : 'framing', rep?.framing],
           ['byte order', x?.byteOrder ?? rep?.libxl?.byteOrder],
           ['converted to v2', r.facts?.input === 'legacy' ? `${bytes(r.facts.bytesOut)} (${r.facts.records} records)` : undefined],
         ]),

@@ -1,0 +1,91 @@
+/**
+ * The xl driver against a scripted stand-in for `xl` (apps/host-agent/test/fake-xl/xl, put on PATH):
+ * command lines, the FIFO data flow both ways, inventory parsing and failures.
+ * The same driver against a real dom0: xl-driver.slow.test.ts.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeV2, synthStream } from '@ferry/stream-codec';
+import { DriverError } from '../driver';
+import { XlDriver } from './xl-driver';
+
+const FAKE = path.resolve(__dirname, '../../test/fake-xl');
+let dir: string;
+let image: Buffer;
+
+async function bytes(s: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'ferry-fake-xl-'));
+  process.env.FAKE_XL_DIR = dir;
+  if (!process.env.PATH!.startsWith(FAKE)) process.env.PATH = `${FAKE}${path.delimiter}${process.env.PATH}`;
+  image = await bytes(encodeV2(synthStream({ guest: 'pv', framing: 'xl', pages: 300, vcpus: 2 })));
+  await writeFile(path.join(dir, 'save.img'), image);
+  await writeFile(path.join(dir, 'domains.json'), JSON.stringify([{ name: 'vm1', domid: 7, type: 'pv', memkb: 262144, vcpus: 2, paused: false }]));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function driver(): XlDriver {
+  return new XlDriver({ xlPath: 'xl', workDir: path.join(dir, 'work'), capacity: { memoryMiB: 4096, vcpus: 8, maxGuests: 8 } });
+}
+const calls = async (): Promise<string[]> => (await readFile(path.join(dir, 'calls.log'), 'utf8')).trim().split('\n');
+
+describe('xl driver (fake xl on PATH)', () => {
+  it('reads the toolstack from xl info and the inventory from xl list', async () => {
+    const d = driver();
+    await d.start();
+    expect(d.toolstack()).toEqual({ xenVersion: '4.17', bitness: 64, streamFormat: 'v2' });
+    expect(await d.guests()).toEqual([{ vmId: 'vm1', name: 'vm1', type: 'pv', memoryMiB: 256, vcpus: 2, state: 'running', memoryDigest: null }]);
+    expect(await calls()).toEqual(['info', 'list -l', 'list']);
+  });
+
+  it('saves with -p into a FIFO the agent reads, leaving the domain paused', async () => {
+    const d = driver();
+    await d.start();
+    let pausedAt = 0;
+    const h = await d.save('vm1', { onPaused: (t) => (pausedAt = t) });
+    expect(await bytes(h.stream)).toEqual(image);
+    expect(pausedAt).toBeGreaterThan(0);
+    const save = (await calls()).find((c) => c.startsWith('save'))!;
+    expect(save).toMatch(/^save -p vm1 .*\.fifo$/);
+    expect((await d.guests())[0]!.state).toBe('paused');
+    await d.unpause('vm1');
+    expect((await d.guests())[0]!.state).toBe('running');
+  });
+
+  it('restores with -p from a FIFO the agent writes, then unpauses and destroys', async () => {
+    const d = driver();
+    await d.start();
+    await d.restore({ vmId: 'synth-pv', name: 'synth-pv', type: 'pv', memoryMiB: 64, vcpus: 1 }, (async function* () {
+      for (let o = 0; o < image.length; o += 5000) yield image.subarray(o, o + 5000);
+    })(), {});
+    expect(await readFile(path.join(dir, 'restored-synth-pv.img'))).toEqual(image);
+    expect((await calls()).some((c) => /^restore -p .*\.fifo$/.test(c))).toBe(true);
+    expect((await d.guests()).find((g) => g.vmId === 'synth-pv')!.state).toBe('resuming');
+    await d.unpause('synth-pv');
+    await d.setState('synth-pv', 'running', null);
+    await d.destroy('synth-pv');
+    expect((await d.guests()).map((g) => g.vmId)).toEqual(['vm1']);
+    expect(await calls()).toContain('destroy synth-pv');
+  });
+
+  it('fails like xl does: unknown domain, a stream xl refuses', async () => {
+    const d = driver();
+    await d.start();
+    await expect(d.save('nope', {})).rejects.toBeInstanceOf(DriverError);
+    await expect(
+      d.restore({ vmId: 'x', name: 'x', type: 'pv', memoryMiB: 64, vcpus: 1 }, (async function* () {
+        yield new Uint8Array(100);
+      })(), {}),
+    ).rejects.toThrow(/not an xl save file/);
+    await expect(d.upgrade()).rejects.toThrow(/operator/);
+  });
+});

@@ -1,0 +1,193 @@
+/**
+ * A small typed HTTP client for the control plane's REST API (fetch-based, no dependencies,
+ * runs in Node >= 20 and browsers). Used by the `ferry` CLI and the dashboard.
+ *
+ *   const c = new FerryClient({ baseUrl: 'http://127.0.0.1:8080', token });
+ *   const m = await c.migrations.create({ vm: 'vm1', mode: 'live' });
+ *   for await (const e of c.events({ entity: 'migration', id: m.id })) ...
+ */
+import type {
+  ApiError,
+  CampaignDto,
+  CampaignPlanDto,
+  CreateCampaignRequest,
+  CreateMigrationRequest,
+  EventEntity,
+  FerryEvent,
+  HealthDto,
+  HostDto,
+  MigrationDto,
+  MigrationListQuery,
+  OperationDto,
+  Page,
+  VmDto,
+} from './api';
+
+export class FerryApiError extends Error {
+  override name = 'FerryApiError';
+  constructor(
+    readonly status: number,
+    readonly body: ApiError | string,
+  ) {
+    super(typeof body === 'string' ? `HTTP ${status}: ${body}` : `HTTP ${status}: ${body.message}`);
+  }
+}
+
+export interface FerryClientOptions {
+  baseUrl: string;
+  token: string;
+  fetch?: typeof fetch;
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+function qs(q: Query = {}): string {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+function newKey(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  return c?.randomUUID ? c.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+const enc = encodeURIComponent;
+
+export class FerryClient {
+  private readonly base: string;
+  private readonly f: typeof fetch;
+
+  constructor(private readonly opts: FerryClientOptions) {
+    this.base = opts.baseUrl.replace(/\/+$/, '');
+    this.f = opts.fetch ?? ((...a: Parameters<typeof fetch>) => fetch(...a));
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const res = await this.f(this.base + path, {
+      method,
+      headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* not JSON */
+    }
+    if (!res.ok) throw new FerryApiError(res.status, (parsed as ApiError | string) ?? res.statusText);
+    return parsed as T;
+  }
+
+  readonly hosts = {
+    list: () => this.request<HostDto[]>('GET', '/v1/hosts'),
+    get: (id: string) => this.request<HostDto>('GET', `/v1/hosts/${enc(id)}`),
+    drain: (id: string, evacuate = true) => this.request<HostDto & { migrations: string[] }>('POST', `/v1/hosts/${enc(id)}/drain`, { evacuate }),
+    undrain: (id: string) => this.request<HostDto>('DELETE', `/v1/hosts/${enc(id)}/drain`),
+    maintenance: (id: string, enabled: boolean) => this.request<HostDto>('POST', `/v1/hosts/${enc(id)}/maintenance`, { enabled }),
+  };
+
+  readonly vms = {
+    list: (q: { host?: string; state?: string; limit?: number; offset?: number } = {}) => this.request<Page<VmDto>>('GET', `/v1/vms${qs(q)}`),
+    get: (id: string) => this.request<VmDto>('GET', `/v1/vms/${enc(id)}`),
+    suspend: (id: string) => this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/suspend`, {}),
+    resume: (id: string, host?: string) => this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/resume`, host ? { host } : {}),
+  };
+
+  readonly operations = {
+    list: (q: { limit?: number; offset?: number } = {}) => this.request<Page<OperationDto>>('GET', `/v1/operations${qs(q)}`),
+    get: (id: string) => this.request<OperationDto>('GET', `/v1/operations/${enc(id)}`),
+  };
+
+  readonly migrations = {
+    /** 202; pass the same idempotencyKey to retry safely (one is generated otherwise). */
+    create: (req: CreateMigrationRequest, idempotencyKey: string = newKey()) => this.request<MigrationDto>('POST', '/v1/migrations', req, { 'idempotency-key': idempotencyKey }),
+    list: (q: MigrationListQuery = {}) => this.request<Page<MigrationDto>>('GET', `/v1/migrations${qs(q as Query)}`),
+    get: (id: string) => this.request<MigrationDto>('GET', `/v1/migrations/${enc(id)}`),
+    cancel: (id: string) => this.request<MigrationDto>('POST', `/v1/migrations/${enc(id)}/cancel`),
+  };
+
+  readonly campaigns = {
+    plan: (req: CreateCampaignRequest) => this.request<CampaignPlanDto>('POST', '/v1/campaigns/plan', req),
+    create: (req: CreateCampaignRequest) => this.request<CampaignDto>('POST', '/v1/campaigns', req),
+    list: (q: { limit?: number; offset?: number } = {}) => this.request<Page<CampaignDto>>('GET', `/v1/campaigns${qs(q)}`),
+    get: (id: string) => this.request<CampaignDto>('GET', `/v1/campaigns/${enc(id)}`),
+    pause: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/pause`),
+    resume: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/resume`),
+    abort: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/abort`),
+  };
+
+  health = () => this.request<HealthDto>('GET', '/readyz');
+
+  /**
+   * Server-sent events (GET /v1/events) as an async iterable. Filter by entity and id;
+   * `lastEventId` replays what was missed. Stops when `signal` aborts.
+   */
+  async *events(opts: { entity?: EventEntity; id?: string; lastEventId?: string; signal?: AbortSignal } = {}): AsyncGenerator<FerryEvent> {
+    const res = await this.f(`${this.base}/v1/events${qs({ entity: opts.entity, id: opts.id })}`, {
+      headers: { authorization: `Bearer ${this.opts.token}`, accept: 'text/event-stream', ...(opts.lastEventId ? { 'last-event-id': opts.lastEventId } : {}) },
+      signal: opts.signal,
+    });
+    if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text());
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += dec.decode(value, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          let type = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) type = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+          }
+          if (type === 'hello' || !data.length) continue;
+          yield JSON.parse(data.join('\n')) as FerryEvent;
+        }
+      }
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+  }
+
+  /** Follows one migration until it ends (completed / failed / cancelled), calling onUpdate on each change. */
+  async watchMigration(id: string, onUpdate: (m: MigrationDto) => void, signal?: AbortSignal): Promise<MigrationDto> {
+    let m = await this.migrations.get(id);
+    onUpdate(m);
+    if (['completed', 'failed', 'cancelled'].includes(m.phase)) return m;
+    const ctrl = new AbortController();
+    signal?.addEventListener('abort', () => ctrl.abort());
+    // an event between the GET and the subscription could be missed: re-check every 2 s
+    const poll = setInterval(() => {
+      this.migrations.get(id).then(
+        (x) => {
+          if (['completed', 'failed', 'cancelled'].includes(x.phase)) ctrl.abort();
+        },
+        () => undefined,
+      );
+    }, 2000);
+    try {
+      for await (const e of this.events({ entity: 'migration', id, signal: ctrl.signal })) {
+        m = e.data as MigrationDto;
+        onUpdate(m);
+        if (['completed', 'failed', 'cancelled'].includes(m.phase)) break;
+      }
+    } catch (e) {
+      if (!ctrl.signal.aborted) throw e;
+    } finally {
+      clearInterval(poll);
+      ctrl.abort();
+    }
+    m = await this.migrations.get(id);
+    onUpdate(m);
+    return m;
+  }
+}
