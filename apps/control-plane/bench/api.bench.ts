@@ -11,6 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { cpus } from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { deriveAgentToken } from '@ferry/config';
@@ -133,7 +134,7 @@ async function main(): Promise<void> {
     const one = await autocannon({ url: `${cp.url}/v1/migrations?vm=bvm-3-7`, headers: { authorization: `Bearer ${ADMIN}` }, ...load, duration: 10 });
 
     const lines = [
-      `# control-plane API bench (${new Date().toISOString()}, node ${process.version}, ${require('node:os').cpus().length} cores)`,
+      `# control-plane API bench (${new Date().toISOString()}, node ${process.version}, ${cpus().length} cores)`,
       `accept 10k POST /v1/migrations (50 conns): ${acceptedMs} ms total, ${fmt(accept)}`,
       `accept + dispatch 10k onto ${HOSTS} host queues: ${dispatchedMs} ms (${jobs} jobs on the queues = 2 per migration)`,
       `GET /v1/migrations (10k recorded, page of 50) @1k req/s: ${fmt(list)}`,

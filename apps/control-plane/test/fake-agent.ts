@@ -237,7 +237,7 @@ export class FakeAgent {
             const d = await this.call<{ decision: string }>(AGENT_API.decision(this.hostId, p.migrationId), null, 'GET');
             if (d.decision === 'commit') break;
             if (d.decision === 'abort') throw new Cancelled('aborted');
-            await sleep(10);
+            await sleep(25);
           }
           this.guests.delete(p.vmId);
           const result: HostJobResults['migrate-send'] = { migrationId: p.migrationId, bytesSent: total, rounds, downtimeMs: Date.now() - pausedAt, outcome: 'handed-off' };

@@ -31,7 +31,7 @@ it('limits hold under 50 simultaneous requests: everything is accepted, waits, a
       const l = await api<{ items: MigrationDto[]; total: number }>(url, '/v1/migrations?phase=completed&limit=500');
       return l.body.total === 50;
     },
-    60_000,
+    140_000,
   );
   // Replay the event stream and check the limits were never exceeded.
   const entries = await w.redis.xrange(`${w.keyPrefix}:events`, '-', '+');
@@ -60,4 +60,4 @@ it('limits hold under 50 simultaneous requests: everything is accepted, waits, a
   expect(maxCluster).toBeGreaterThanOrEqual(2);
   const failed = await api<{ total: number }>(url, '/v1/migrations?phase=failed');
   expect(failed.body.total).toBe(0);
-});
+}, 180_000);

@@ -30,10 +30,10 @@ describe('migrations with fake agents', () => {
     expect(again.body.id).toBe(r.body.id);
     expect((await migrate(url, { vm: 'vm-a', mode: 'cold' }, 'same-key')).status).toBe(422);
     const seen = new Set<string>();
-    const m = await until('completion', async () => {
+    const m = await until('completion and measured downtime', async () => {
       const x = await getM(url, r.body.id);
       seen.add(x.phase);
-      return x.phase === 'completed' ? x : null;
+      return x.phase === 'completed' && x.progress.downtimeMs !== null ? x : null;
     });
     expect(m.targetHostId).toBe('dst');
     expect(m.restore).toEqual({ format: 'v2' });

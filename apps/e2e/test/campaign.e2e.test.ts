@@ -7,9 +7,9 @@
  * a guest that dirties memory changes its digest on its own.
  */
 import * as fs from 'node:fs';
-import type { CampaignDto, CampaignPlanDto, HostDto, Page, VmDto } from '@ferry/contracts';
+import type { CampaignDto, CampaignPlanDto, HostDto, VmDto } from '@ferry/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, call, redisUnavailable, startStack, waitUntil, type Stack } from './stack';
+import { alive, call, freePort, list, redisUnavailable, startStack, waitUntil, type Stack } from './stack';
 
 const skip = redisUnavailable();
 if (skip) console.log(`[e2e] skipped: ${skip}`);
@@ -17,9 +17,12 @@ if (skip) console.log(`[e2e] skipped: ${skip}`);
 describe.skipIf(skip !== null)('npm start -> a finished 32->64 campaign', () => {
   let stack: Stack;
   let stopped = false;
+  let port = 0;
 
   beforeAll(async () => {
-    stack = await startStack({ via: 'npm', env: { FERRY_SIM_DIRTY_RATE: '0' } });
+    port = await freePort();
+    stack = await startStack({ via: 'npm', env: { PORT: String(port), FERRY_SIM_DIRTY_RATE: '0' } });
+    expect(new URL(stack.url).port).toBe(String(port));
   }, 300_000);
 
   afterAll(async () => {
@@ -28,7 +31,7 @@ describe.skipIf(skip !== null)('npm start -> a finished 32->64 campaign', () => 
   }, 120_000);
 
   it('upgrades both 32-bit hosts and keeps every VM whole', async () => {
-    const hosts = (await call<Page<HostDto>>(stack, 'GET', '/v1/hosts')).items;
+    const hosts = await list<HostDto>(stack, '/v1/hosts');
     expect(hosts).toHaveLength(4);
     const old = hosts.filter((h) => h.toolstack.bitness === 32).map((h) => h.id).sort();
     expect(old).toHaveLength(2);
@@ -37,7 +40,7 @@ describe.skipIf(skip !== null)('npm start -> a finished 32->64 campaign', () => 
     const before = await waitUntil(
       'a memory digest for every VM',
       async () => {
-        const vms = (await call<Page<VmDto>>(stack, 'GET', '/v1/vms?limit=500')).items;
+        const vms = await list<VmDto>(stack, '/v1/vms?limit=500');
         return vms.length >= 12 && vms.every((v) => v.memoryDigest && v.state === 'running') ? vms : null;
       },
       60_000,
@@ -64,7 +67,7 @@ describe.skipIf(skip !== null)('npm start -> a finished 32->64 campaign', () => 
     });
     expect(done.counts).toMatchObject({ hostsTotal: 2, hostsDone: 2, hostsFailed: 0 });
 
-    const after = (await call<Page<HostDto>>(stack, 'GET', '/v1/hosts')).items;
+    const after = await list<HostDto>(stack, '/v1/hosts');
     for (const id of old) {
       const h = after.find((x) => x.id === id)!;
       expect(h.toolstack).toMatchObject({ bitness: 64, streamFormat: 'v2' });
@@ -73,7 +76,7 @@ describe.skipIf(skip !== null)('npm start -> a finished 32->64 campaign', () => 
     const vms = await waitUntil(
       'every VM running again',
       async () => {
-        const v = (await call<Page<VmDto>>(stack, 'GET', '/v1/vms?limit=500')).items;
+        const v = await list<VmDto>(stack, '/v1/vms?limit=500');
         return v.every((x) => x.state === 'running' && x.hostId) ? v : null;
       },
       60_000,

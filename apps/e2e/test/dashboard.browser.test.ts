@@ -6,10 +6,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CampaignDto, Page as ApiPage } from '@ferry/contracts';
+import type { CampaignDto } from '@ferry/contracts';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, alive, call, redisUnavailable, startStack, waitUntil, type Stack } from './stack';
+import { REPO_ROOT, alive, call, list, redisUnavailable, startStack, waitUntil, type Stack } from './stack';
 
 const CHROMIUM = process.env.FERRY_CHROMIUM ?? '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -101,7 +101,7 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
       .catch(() => undefined);
     await page.locator('[data-testid^=campaign-][data-state=completed]').first().waitFor({ timeout: 600_000 });
     await shot('campaigns');
-    const c = (await call<ApiPage<CampaignDto>>(stack, 'GET', '/v1/campaigns')).items[0]!;
+    const c = (await list<CampaignDto>(stack, '/v1/campaigns'))[0]!;
     expect(c.state).toBe('completed');
     await page.click('[data-testid=nav-fleet]');
     await waitUntil('no 32-bit group left', async () => !(await page.locator('.group h2').allInnerTexts()).some((g) => g.startsWith('32-bit')), 30_000, 500);

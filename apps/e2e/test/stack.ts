@@ -35,6 +35,18 @@ export function redisUnavailable(): string | null {
 
 export { tcpAnswers };
 
+/** A port nobody listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 export interface Stack {
   url: string;
   token: string;
@@ -168,4 +180,10 @@ export async function waitUntil<T>(what: string, fn: () => Promise<T | null | un
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Lists come as Page<T> ({ items, total, ... }); accept a bare array too. */
+export async function list<T>(stack: { url: string; token: string }, p: string): Promise<T[]> {
+  const r = await call<{ items: T[] } | T[]>(stack, 'GET', p);
+  return Array.isArray(r) ? r : r.items;
 }

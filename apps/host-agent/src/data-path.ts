@@ -166,11 +166,16 @@ export class StreamUpload {
     });
   }
 
-  /** Writes one chunk; resolves when the socket can take more (backpressure). */
+  /**
+   * Writes one chunk; resolves when the chunk was handed to the kernel (so the caller may reuse its
+   * memory), which is also the backpressure.
+   */
   async write(chunk: Uint8Array): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.req.write(chunk)) return;
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    await new Promise<void>((resolve) => {
+      this.waiters.push(resolve);
+      this.req.write(chunk, () => this.wake());
+    });
     if (this.failure) throw this.failure;
   }
 

@@ -33,6 +33,11 @@ export interface SaveOptions {
   /** The migration this save belongs to (persisted with the guest so a restarted agent can ask what became of it). */
   migration?: { migrationId: string; attempt: number };
   signal?: AbortSignal;
+  /**
+   * The consumer is done with every chunk (written to the kernel, hashed) before it pulls the next
+   * one: the driver may then reuse its page buffers (no fresh memory per batch, so no page faults).
+   */
+  consumesEachChunk?: boolean;
 }
 
 export interface SaveSummary {

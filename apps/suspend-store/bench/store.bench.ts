@@ -52,9 +52,12 @@ function peakRssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-function request(method: string, url: string, body?: Readable): Promise<{ status: number; bytes: number; text: string }> {
+function request(method: string, url: string, body?: Readable, length?: number): Promise<{ status: number; bytes: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
+    // A client sending a file knows its size: with it the store sends one streamed PutObject (without, multipart).
+    if (length !== undefined) headers['content-length'] = String(length);
+    const req = http.request(url, { method, headers }, (res) => {
       let bytes = 0;
       let text = '';
       res.on('data', (c: Buffer) => {
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
       // Through the service (fresh process per size, so its peak RSS belongs to this size).
       const { child, url } = await startService(s3StoreEnv(c, bucket));
       try {
-        const put = await timed(() => request('PUT', `${url}/v1/checkpoints/bench-${mib}?vm=bench`, fs.createReadStream(file, { highWaterMark: 4 * MiB })));
+        const put = await timed(() => request('PUT', `${url}/v1/checkpoints/bench-${mib}?vm=bench`, fs.createReadStream(file, { highWaterMark: 4 * MiB }), size));
         if (put.r.status !== 201) throw new Error(`service PUT: ${put.r.status} ${put.r.text}`);
         const get = await timed(() => request('GET', `${url}/v1/checkpoints/bench-${mib}`));
         if (get.r.status !== 200 || get.r.bytes !== size) throw new Error(`service GET: ${get.r.status}, ${get.r.bytes} of ${size} bytes`);

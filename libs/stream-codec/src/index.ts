@@ -28,7 +28,8 @@ export { sniffFraming, isV2Marker } from './sniff';
 export { verifyStream, verifyV2, verifyingTee, streamFactsOf, type StreamFacts, type VerifyStreamOptions } from './verify';
 export { inspectStream, describeEmulatorContext, type InspectReport, type RecordStat, type EmulatorInfo } from './inspect';
 // legacy images (read, convert, detect, write) and the v2 <-> legacy entry points
-export * from './legacy/constants';
+export * as legacyConstants from './legacy/constants';
+export { HVM_PARAM as LEGACY_HVM_PARAM, LEGACY_LIMITS } from './legacy/constants';
 export { writeLegacy, encodePhysmap, encodeLegacyXlHeader, vcpuContextSize, type LegacyImage, type LegacyPage, type LegacyRawChunk, type LegacyBodyItem, type LegacyVcpu, type PhysmapEntry, type LegacyWidth, type LegacyGuest } from './legacy/writer';
 export { LegacyConverter, convertLegacy, type LegacyConvertOptions, type LegacyConvertSummary } from './legacy/convert';
 export { detectLegacy, DETECT_PREFIX, type LegacyDetection, type DetectOptions } from './legacy/detect';

@@ -58,7 +58,7 @@ export function ingestToV2(source: ByteSource, opts: IngestOptions = {}): { outp
         resolve(streamFactsOf(await tee.facts));
         return;
       }
-      const conv = new LegacyConverter(r, { width: opts.width ?? 'auto', guest: opts.guest ?? 'auto', format: 'libxl', xl: 'auto' });
+      const conv = new LegacyConverter(r, { width: opts.width ?? 'auto', guest: opts.guest ?? 'auto', format: 'libxl', xl: 'auto', qemuOptional: true });
       const tee = verifyingTee(conv.run(), { format: 'auto' });
       yield* tee.output;
       const f = await tee.facts;

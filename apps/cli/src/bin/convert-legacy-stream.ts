@@ -9,7 +9,10 @@
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { StreamReader, UnsupportedStreamError, convertLegacy, isStreamCodecError } from '@ferry/stream-codec';
+// Deep imports: only the legacy converter's modules load (startup time of a helper libxl spawns).
+import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
+import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
+import { StreamReader } from '@ferry/stream-codec/src/reader';
 import { FdSink, PooledInput, expandLongOptions, openInputFd, openOutputFd } from '../commands/stream-convert';
 
 const PROG = 'convert-legacy-stream';

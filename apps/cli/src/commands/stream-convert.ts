@@ -6,7 +6,10 @@
  */
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { UnsupportedStreamError, convertLegacy, isStreamCodecError, legacyFromV2, readerRemainder, sniffFraming, StreamReader } from '@ferry/stream-codec';
+// Deep imports keep convert-legacy-stream (which shares the I/O helpers below) from loading the v2 codec.
+import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
+import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
+import { StreamReader } from '@ferry/stream-codec/src/reader';
 import { Progress, openInput } from '../io';
 
 /** optparse accepts any unique prefix of a long option (libxl passes --guest for --guest-type). */
@@ -147,7 +150,10 @@ export class PooledInput {
   ) {}
   private take(): { buf: Uint8Array; end: number } {
     const consumed = this.reader ? this.reader.offset : 0;
-    for (const e of this.pool) if (e.end <= consumed) return e;
+    // Never the two most recently filled buffers: a small view taken from one may still be
+    // held by the codec across one more read.
+    const recent = [...this.pool].sort((a, b) => b.end - a.end).slice(0, 2);
+    for (const e of this.pool) if (e.end <= consumed && !recent.includes(e)) return e;
     const e = { buf: new Uint8Array(this.chunk), end: Infinity };
     this.pool.push(e);
     return e;
@@ -237,10 +243,8 @@ export async function run(argv: string[]): Promise<number> {
   const reader = new StreamReader(progress.track(input.source));
   const info = v.verbose ? (l: string) => process.stderr.write(l + '\n') : undefined;
   try {
-    const head = await reader.peek(64);
-    const sniff = sniffFraming(head);
-    let isV2 = sniff === 'libxl' || sniff === 'libxc';
-    if (sniff === 'xl' && head.byteLength >= 40) isV2 = (new DataView(head.buffer, head.byteOffset + 36, 4).getUint32(0, true) & 2) !== 0;
+    const { legacyFromV2, readerRemainder, sniffV2 } = await import('@ferry/stream-codec');
+    const isV2 = await sniffV2(reader);
     const to = (v.to as string | undefined) ?? (isV2 ? 'legacy' : 'v2');
     let summary: Record<string, unknown>;
     if (to === 'legacy') {

@@ -196,7 +196,7 @@ export async function run(argv: string[]): Promise<number> {
       sup.start('redis', bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--protected-mode', 'yes'], baseEnv, REPO_ROOT);
       redisUrl = `redis://127.0.0.1:${port}`;
       await waitFor('redis-server', async () => (await pingRedis(redisUrl!)) === null, 15_000, dead);
-      say(`Redis: started ${bin} on ${redisUrl} (data in ${path.relative(process.cwd(), dir) || dir})`);
+      say(`Redis: started ${bin} on ${redisUrl} (data in ${dir})`);
     }
 
     // ---- ports ----

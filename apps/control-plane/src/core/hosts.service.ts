@@ -160,8 +160,9 @@ export class HostsService {
       if (!v) {
         await this.vms.put(g.vmId, { spec, hostId, state, memoryDigest, activeOp: null });
       } else if (v.hostId !== hostId) {
-        // Only adopt the new location when nothing is moving the VM (a migration moves it on completion).
-        if (v.activeOp) continue;
+        // Only adopt a new location for a guest that runs there while nothing is moving it
+        // (a migration moves the record itself on completion; a paused copy on a target is not the VM).
+        if (v.activeOp || g.state !== 'running') continue;
         await this.vms.put(g.vmId, { spec, hostId, state, memoryDigest }, v.hostId);
       } else if (v.memoryDigest === memoryDigest && v.state === state && JSON.stringify(v.spec) === JSON.stringify(spec)) {
         continue;

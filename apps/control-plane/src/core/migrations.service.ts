@@ -118,6 +118,7 @@ export class MigrationsService {
       progressSig: '',
       streamToken: '',
       sendDone: false,
+      memMiB: vm.spec.memoryMiB,
     };
     await this.repo.create(rec, now);
     const dto = migrationToDto(rec);
@@ -272,6 +273,7 @@ export class MigrationsService {
       }
     } else {
       await this.repo.update(m.id, sets);
+      if (sig !== m.progressSig) await this.repo.touch(m.id, now);
     }
     this.metrics.bytes.inc(Math.max(0, isSender ? progress.bytesDone - m.progress.bytesDone : 0));
     await this.publish(m.id, 'migration.progress');

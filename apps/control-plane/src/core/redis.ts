@@ -17,6 +17,8 @@ export class Keys {
   migsCampaign = (id: string) => `${this.p}:migs:campaign:${id}`;
   migsPending = () => `${this.p}:migs:pending`;
   migsInflight = () => `${this.p}:migs:inflight`;
+  migsLoad = () => `${this.p}:migs:load`;
+  migsProgress = () => `${this.p}:migs:progress`;
   op = (id: string) => `${this.p}:op:${id}`;
   ops = () => `${this.p}:ops`;
   opsActive = () => `${this.p}:ops:active`;
@@ -78,7 +80,34 @@ end
 if ARGV[5] == '-' then redis.call('ZREM', P .. ':migs:pending', id) else redis.call('ZADD', P .. ':migs:pending', ARGV[5], id) end
 local inflight = false
 for p in string.gmatch(ARGV[6], '[^,]+') do if p == new then inflight = true end end
-if inflight then redis.call('SADD', P .. ':migs:inflight', id) else redis.call('SREM', P .. ':migs:inflight', id) end
+local load = P .. ':migs:load'
+local wasIn = redis.call('SISMEMBER', P .. ':migs:inflight', id) == 1
+if inflight and not wasIn then
+  redis.call('SADD', P .. ':migs:inflight', id)
+  local src = redis.call('HGET', KEYS[1], 'source') or ''
+  local dst = redis.call('HGET', KEYS[1], 'target') or ''
+  local mem = tonumber(redis.call('HGET', KEYS[1], 'mem') or '0') or 0
+  redis.call('HSET', KEYS[1], 'countedTarget', dst)
+  redis.call('HINCRBY', load, 'cluster', 1)
+  redis.call('HINCRBY', load, 'src:' .. src, 1)
+  redis.call('HINCRBY', load, 'dst:' .. dst, 1)
+  redis.call('HINCRBY', load, 'mem:' .. dst, mem)
+elseif wasIn and not inflight then
+  redis.call('SREM', P .. ':migs:inflight', id)
+  local src = redis.call('HGET', KEYS[1], 'source') or ''
+  local dst = redis.call('HGET', KEYS[1], 'countedTarget') or ''
+  local mem = tonumber(redis.call('HGET', KEYS[1], 'mem') or '0') or 0
+  redis.call('HINCRBY', load, 'cluster', -1)
+  redis.call('HINCRBY', load, 'src:' .. src, -1)
+  redis.call('HINCRBY', load, 'dst:' .. dst, -1)
+  redis.call('HINCRBY', load, 'mem:' .. dst, -mem)
+end
+if inflight then
+  local lp = tonumber(redis.call('HGET', KEYS[1], 'lastProgressAt') or '0') or 0
+  redis.call('ZADD', P .. ':migs:progress', lp, id)
+else
+  redis.call('ZREM', P .. ':migs:progress', id)
+end
 return {1, cur}
 `;
 

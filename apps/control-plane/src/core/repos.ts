@@ -226,6 +226,7 @@ export interface MigrationRecord {
   progressSig: string;
   streamToken: string;
   sendDone: boolean;
+  memMiB: number;
 }
 
 function toMig(id: string, h: Record<string, string>): MigrationRecord | null {
@@ -256,6 +257,7 @@ function toMig(id: string, h: Record<string, string>): MigrationRecord | null {
     progressSig: h.progressSig ?? '',
     streamToken: h.streamToken ?? '',
     sendDone: h.sendDone === '1',
+    memMiB: Number(h.mem ?? 0),
   };
 }
 
@@ -290,6 +292,7 @@ export class MigrationsRepository {
         maxAttempts: String(m.maxAttempts),
         cancelRequested: '0',
         progress: JSON.stringify(m.progress),
+        mem: String(m.memMiB),
         waiting: m.waiting ?? '',
         campaignId: m.campaignId ?? '',
         createdAt: m.createdAt,
@@ -379,6 +382,26 @@ export class MigrationsRepository {
   }
   async pendingCount(): Promise<number> {
     return this.redis.zcard(this.k.migsPending());
+  }
+  /** Cluster / per-source / per-target in-flight counts and inbound memory, kept by the transition script. */
+  async load(): Promise<{ cluster: number; src: Map<string, number>; dst: Map<string, number>; mem: Map<string, number> }> {
+    const h = await this.redis.hgetall(this.k.migsLoad());
+    const out = { cluster: Number(h.cluster ?? 0), src: new Map<string, number>(), dst: new Map<string, number>(), mem: new Map<string, number>() };
+    for (const [k, v] of Object.entries(h)) {
+      const i = k.indexOf(':');
+      if (i < 0) continue;
+      const kind = k.slice(0, i) as 'src' | 'dst' | 'mem';
+      if (kind in out) (out[kind] as Map<string, number>).set(k.slice(i + 1), Number(v));
+    }
+    return out;
+  }
+  /** In-flight migrations whose last progress is older than `before` (ms). */
+  async stalled(before: number, limit = 500): Promise<string[]> {
+    return this.redis.zrangebyscore(this.k.migsProgress(), '-inf', before, 'LIMIT', 0, limit);
+  }
+  /** Records progress time (only for in-flight migrations). */
+  async touch(id: string, at: number): Promise<void> {
+    await this.redis.zadd(this.k.migsProgress(), 'XX', at, id);
   }
   async inflightIds(): Promise<string[]> {
     return this.redis.smembers(this.k.migsInflight());

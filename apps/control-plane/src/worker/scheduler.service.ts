@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { HostJobProducer } from '@ferry/queue';
-import { canReceive, phaseIndex, type MigrationPhase } from '@ferry/contracts';
+import { canReceive, phaseIndex, type MigrationPhase, type RestoreFormat } from '@ferry/contracts';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { Lease } from '../core/redis';
 import { EventsRepository, HostsRepository, MigrationsRepository, OperationsRepository, VmsRepository, RedisKeys, type HostRecord, type MigrationRecord, type VmRecord } from '../core/repos';
@@ -75,125 +75,128 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
         await this.events.publish('host.offline', 'host', h.id, hostToDto(h, [], this.cfg, now));
       }
     }
-    const inflight = await this.migs.many(await this.migs.inflightIds());
     // stalls: no progress for FERRY_STALL_AFTER_MS before the point of no return
-    for (const m of inflight) {
-      if (phaseIndex(m.phase) >= phaseIndex('committing')) continue;
-      if (m.lastProgressAt !== null && now - m.lastProgressAt > this.cfg.FERRY_STALL_AFTER_MS) {
-        await this.migrations
-          .cancel(m.id, `stalled: no progress for ${this.cfg.FERRY_STALL_AFTER_MS} ms in phase ${m.phase}; vm left on its source`, 'STALLED')
-          .catch(() => undefined);
-      }
+    for (const m of await this.migs.many(await this.migs.stalled(now - this.cfg.FERRY_STALL_AFTER_MS))) {
+      if (phaseIndex(m.phase) >= phaseIndex('committing') || phaseIndex(m.phase) < phaseIndex('dispatched')) continue;
+      await this.migrations
+        .cancel(m.id, `stalled: no progress for ${this.cfg.FERRY_STALL_AFTER_MS} ms in phase ${m.phase}; vm left on its source`, 'STALLED')
+        .catch(() => undefined);
     }
-    await this.dispatchMigrations(hosts.filter(online), inflight.filter((m) => !['completed', 'failed', 'cancelled'].includes(m.phase)), now);
+    await this.dispatchMigrations(hosts.filter(online), now);
     for (const id of await this.ops.activeIds()) await this.operations.tryDispatch(id).catch(() => false);
   }
 
-  private async dispatchMigrations(hosts: HostRecord[], inflight: MigrationRecord[], now: number): Promise<void> {
-    const due = await this.migs.pendingDue(now, SCAN_PER_TICK);
-    if (!due.length) return;
-    let cluster = inflight.length;
-    const perSource = new Map<string, number>();
-    const perTarget = new Map<string, number>();
-    const inbound = new Map<string, { mem: number; guests: number }>();
-    const vmIds = new Set<string>(inflight.map((m) => m.vmId));
-    for (const m of inflight) {
-      perSource.set(m.source, (perSource.get(m.source) ?? 0) + 1);
-      if (m.target) perTarget.set(m.target, (perTarget.get(m.target) ?? 0) + 1);
-    }
-    const pending = await this.migs.many(due);
-    for (const m of pending) vmIds.add(m.vmId);
-    const allVms = await this.vms.many(await this.vms.allIds());
-    const vmById = new Map<string, VmRecord>(allVms.map((v) => [v.id, v]));
+  private usage: { at: number; used: Map<string, { mem: number; guests: number }> } | null = null;
+
+  /** Memory and guests in use per host, from the VM records (cached for a second; in-flight inbound is added from live counters). */
+  private async hostUsage(now: number): Promise<Map<string, { mem: number; guests: number }>> {
+    if (this.usage && now - this.usage.at < 1000) return this.usage.used;
     const used = new Map<string, { mem: number; guests: number }>();
-    for (const v of allVms) {
+    for (const v of await this.vms.many(await this.vms.allIds())) {
       if (!v.hostId || v.state === 'suspended') continue;
       const u = used.get(v.hostId) ?? { mem: 0, guests: 0 };
       used.set(v.hostId, { mem: u.mem + v.spec.memoryMiB, guests: u.guests + 1 });
     }
-    for (const m of inflight) {
-      const v = vmById.get(m.vmId);
-      if (!m.target || !v) continue;
-      const u = inbound.get(m.target) ?? { mem: 0, guests: 0 };
-      inbound.set(m.target, { mem: u.mem + v.spec.memoryMiB, guests: u.guests + 1 });
-    }
+    this.usage = { at: now, used };
+    return used;
+  }
+
+  private async dispatchMigrations(hosts: HostRecord[], now: number): Promise<void> {
+    const due = await this.migs.pendingDue(now, SCAN_PER_TICK);
+    if (!due.length) return;
+    const load = await this.migs.load();
+    let cluster = load.cluster;
+    const perSource = load.src;
+    const perTarget = load.dst;
+    const inboundMem = load.mem;
+    const used = await this.hostUsage(now);
     const hostById = new Map(hosts.map((h) => [h.id, h]));
     const wait = async (m: MigrationRecord, reason: string) => {
       if (m.waiting === reason) return;
       await this.migs.update(m.id, { waiting: reason });
       await this.migrations.publish(m.id);
     };
-    for (const m of pending) {
-      if (m.phase !== 'queued') continue;
-      if (cluster >= this.cfg.FERRY_LIMIT_CLUSTER) {
-        await wait(m, `cluster limit (${this.cfg.FERRY_LIMIT_CLUSTER} concurrent migrations) reached`);
-        continue;
-      }
-      const vm = vmById.get(m.vmId);
-      if (!vm || vm.hostId !== m.source) {
-        await this.failQueued(m, 'VM_MOVED', `vm '${m.vmId}' is no longer on '${m.source}'`);
-        continue;
-      }
-      const source = hostById.get(m.source);
-      if (!source) {
-        await wait(m, `source host '${m.source}' is offline`);
-        continue;
-      }
-      if ((perSource.get(m.source) ?? 0) >= this.cfg.FERRY_LIMIT_PER_SOURCE) {
-        await wait(m, `per-source limit (${this.cfg.FERRY_LIMIT_PER_SOURCE}) reached on '${m.source}'`);
-        continue;
-      }
-      let reason = '';
-      const cands: { h: HostRecord; free: number }[] = [];
-      for (const h of m.reqTarget ? [hostById.get(m.reqTarget)].filter((x): x is HostRecord => !!x) : hosts) {
-        if (h.id === m.source) continue;
-        if (h.draining || h.maintenance || h.upgrading || h.agentState === 'upgrading') {
-          reason ||= `target '${h.id}' is ${h.draining ? 'draining' : h.maintenance ? 'in maintenance' : 'upgrading'}`;
+    for (let off = 0; off < due.length; off += 200) {
+      if (cluster >= this.cfg.FERRY_LIMIT_CLUSTER && off > 0) break;
+      const pending = await this.migs.many(due.slice(off, off + 200));
+      const vmById = new Map<string, VmRecord>((await this.vms.many(pending.map((m) => m.vmId))).map((v) => [v.id, v]));
+      const writes: Promise<unknown>[] = [];
+      for (const m of pending) {
+        if (m.phase !== 'queued') continue;
+        if (cluster >= this.cfg.FERRY_LIMIT_CLUSTER) {
+          writes.push(wait(m, `cluster limit (${this.cfg.FERRY_LIMIT_CLUSTER} concurrent migrations) reached`));
           continue;
         }
-        const c = canReceive(h.info.toolstack, vm.spec);
-        if (!c.ok) {
-          reason ||= c.reason;
+        const vm = vmById.get(m.vmId);
+        if (!vm || vm.hostId !== m.source) {
+          writes.push(this.failQueued(m, 'VM_MOVED', `vm '${m.vmId}' is no longer on '${m.source}'`));
           continue;
         }
-        const u = used.get(h.id) ?? { mem: 0, guests: 0 };
-        const i = inbound.get(h.id) ?? { mem: 0, guests: 0 };
-        const free = h.info.capacity.memoryMiB - u.mem - i.mem;
-        if (free < vm.spec.memoryMiB || u.guests + i.guests >= h.info.capacity.maxGuests) {
-          reason ||= `target '${h.id}' has no capacity for ${vm.spec.memoryMiB} MiB`;
+        const source = hostById.get(m.source);
+        if (!source) {
+          writes.push(wait(m, `source host '${m.source}' is offline`));
           continue;
         }
-        if ((perTarget.get(h.id) ?? 0) >= this.cfg.FERRY_LIMIT_PER_TARGET) {
-          reason ||= `per-target limit (${this.cfg.FERRY_LIMIT_PER_TARGET}) reached on '${h.id}'`;
+        if ((perSource.get(m.source) ?? 0) >= this.cfg.FERRY_LIMIT_PER_SOURCE) {
+          writes.push(wait(m, `per-source limit (${this.cfg.FERRY_LIMIT_PER_SOURCE}) reached on '${m.source}'`));
           continue;
         }
-        cands.push({ h, free });
+        let reason = '';
+        let pick: { h: HostRecord; free: number } | null = null;
+        for (const h of m.reqTarget ? [hostById.get(m.reqTarget)].filter((x): x is HostRecord => !!x) : hosts) {
+          if (h.id === m.source) continue;
+          if (h.draining || h.maintenance || h.upgrading || h.agentState === 'upgrading') {
+            reason ||= `target '${h.id}' is ${h.draining ? 'draining' : h.maintenance ? 'in maintenance' : 'upgrading'}`;
+            continue;
+          }
+          const c = canReceive(h.info.toolstack, vm.spec);
+          if (!c.ok) {
+            reason ||= c.reason;
+            continue;
+          }
+          const u = used.get(h.id) ?? { mem: 0, guests: 0 };
+          const free = h.info.capacity.memoryMiB - u.mem - (inboundMem.get(h.id) ?? 0);
+          if (free < vm.spec.memoryMiB || u.guests + (perTarget.get(h.id) ?? 0) >= h.info.capacity.maxGuests) {
+            reason ||= `target '${h.id}' has no capacity for ${vm.spec.memoryMiB} MiB`;
+            continue;
+          }
+          if ((perTarget.get(h.id) ?? 0) >= this.cfg.FERRY_LIMIT_PER_TARGET) {
+            reason ||= `per-target limit (${this.cfg.FERRY_LIMIT_PER_TARGET}) reached on '${h.id}'`;
+            continue;
+          }
+          if (!pick || free > pick.free) pick = { h, free };
+        }
+        if (m.reqTarget && !hostById.get(m.reqTarget)) reason = `target '${m.reqTarget}' is offline`;
+        if (!pick) {
+          writes.push(wait(m, reason || 'no compatible online target'));
+          continue;
+        }
+        const c = canReceive(pick.h.info.toolstack, vm.spec);
+        if (!c.ok) continue;
+        cluster++;
+        perSource.set(m.source, (perSource.get(m.source) ?? 0) + 1);
+        perTarget.set(pick.h.id, (perTarget.get(pick.h.id) ?? 0) + 1);
+        inboundMem.set(pick.h.id, (inboundMem.get(pick.h.id) ?? 0) + vm.spec.memoryMiB);
+        writes.push(this.dispatchOne(m, vm, source, pick.h, c.restore, now));
       }
-      if (m.reqTarget && !hostById.get(m.reqTarget)) reason = `target '${m.reqTarget}' is offline`;
-      const pick = cands.sort((a, b) => b.free - a.free)[0];
-      if (!pick) {
-        await wait(m, reason || 'no compatible online target');
-        continue;
-      }
-      const c = canReceive(pick.h.info.toolstack, vm.spec);
-      if (!c.ok) continue;
-      const attempt = m.attempt + 1;
-      const streamToken = randomBytes(24).toString('base64url');
-      const t = await this.migs.transition(
-        m.id,
-        ['queued'],
-        'dispatched',
-        { target: pick.h.id, restore: c.restore, attempt, streamToken, waiting: '', lastProgressAt: now, progressSig: '', sendDone: false, ...(m.startedAt ? {} : { startedAt: new Date(now).toISOString() }) },
-        { conds: { cancelRequested: '0' } },
-      );
-      if (!t.ok) continue;
-      await this.migs.addHostIndex(m.id, pick.h.id);
-      cluster++;
-      perSource.set(m.source, (perSource.get(m.source) ?? 0) + 1);
-      perTarget.set(pick.h.id, (perTarget.get(pick.h.id) ?? 0) + 1);
-      const ib = inbound.get(pick.h.id) ?? { mem: 0, guests: 0 };
-      inbound.set(pick.h.id, { mem: ib.mem + vm.spec.memoryMiB, guests: ib.guests + 1 });
-      await this.producer.dispatch(pick.h.id, 'migrate-receive', {
+      await Promise.all(writes);
+    }
+  }
+
+  private async dispatchOne(m: MigrationRecord, vm: VmRecord, source: HostRecord, target: HostRecord, restore: RestoreFormat, now: number): Promise<void> {
+    const attempt = m.attempt + 1;
+    const streamToken = randomBytes(24).toString('base64url');
+    const t = await this.migs.transition(
+      m.id,
+      ['queued'],
+      'dispatched',
+      { target: target.id, restore, attempt, streamToken, waiting: '', lastProgressAt: now, progressSig: '', sendDone: false, ...(m.startedAt ? {} : { startedAt: new Date(now).toISOString() }) },
+      { conds: { cancelRequested: '0' } },
+    );
+    if (!t.ok) return;
+    await Promise.all([
+      this.migs.addHostIndex(m.id, target.id),
+      this.producer.dispatch(target.id, 'migrate-receive', {
         operationId: m.id,
         attempt,
         migrationId: m.id,
@@ -201,24 +204,24 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
         mode: m.mode,
         source: { hostId: m.source },
         streamToken,
-        restore: c.restore,
+        restore,
         connectTimeoutMs: this.cfg.FERRY_CONNECT_TIMEOUT_MS,
-      });
-      await this.producer.dispatch(m.source, 'migrate-send', {
+      }),
+      this.producer.dispatch(m.source, 'migrate-send', {
         operationId: m.id,
         attempt,
         migrationId: m.id,
         vmId: m.vmId,
         mode: m.mode,
         bandwidthBytesPerSec: m.bwMiBps === null ? null : Math.round(m.bwMiBps * 1024 * 1024),
-        target: { hostId: pick.h.id, dataUrl: pick.h.info.dataUrl },
+        target: { hostId: target.id, dataUrl: target.info.dataUrl },
         streamToken,
         sourceFormat: { format: source.info.toolstack.streamFormat, width: source.info.toolstack.bitness },
         downtimeTargetMs: this.cfg.FERRY_DOWNTIME_TARGET_MS,
         maxRounds: this.cfg.FERRY_MAX_ROUNDS,
-      });
-      await this.migrations.publish(m.id);
-    }
+      }),
+    ]);
+    await this.migrations.publish(m.id);
   }
 
   private async failQueued(m: MigrationRecord, code: string, message: string): Promise<void> {

@@ -95,6 +95,7 @@ export class MigrationSender {
         },
         migration,
         signal: op.signal,
+        consumesEachChunk: true,
       });
       memoryBytes = handle.memoryBytes;
       const wire = tap.pipe(throttle(toWire(handle.stream, p.sourceFormat), [p.bandwidthBytesPerSec ? new RateLimiter(p.bandwidthBytesPerSec) : null, this.opts.hostLimiter], op.signal));

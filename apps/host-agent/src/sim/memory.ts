@@ -66,9 +66,9 @@ export function writePage(dst: Uint8Array, off: number, seed: number, pfn: numbe
   for (let n = 64; n < PAGE_SIZE; n *= 2) dst.copyWithin(off + n, off, off + n);
 }
 
-/** A fresh buffer with the given pages (one allocation, handed off to the stream). */
-export function renderPages(seed: number, pfns: ArrayLike<number>, versions: Uint32Array, count = pfns.length): Uint8Array {
-  const out = new Uint8Array(count * PAGE_SIZE);
+/** The given pages in a fresh buffer (handed off to the stream), or in `into` (a reused one). */
+export function renderPages(seed: number, pfns: ArrayLike<number>, versions: Uint32Array, count = pfns.length, into?: Uint8Array): Uint8Array {
+  const out = into && into.byteLength >= count * PAGE_SIZE ? into.subarray(0, count * PAGE_SIZE) : new Uint8Array(count * PAGE_SIZE);
   for (let i = 0; i < count; i++) {
     const pfn = pfns[i]!;
     writePage(out, i * PAGE_SIZE, seed, pfn, versions[pfn]!);

@@ -263,13 +263,16 @@ export class SimDriver implements HypervisorDriver {
     const all = new Uint32Array(pages);
     for (let i = 0; i < pages; i++) all[i] = i;
 
+    // A ring of two page buffers when the consumer finishes each chunk before pulling the next (v2 path).
+    const ring = opts.consumesEachChunk && this.ts.streamFormat === 'v2' ? [new Uint8Array(batchPages * PAGE_SIZE), new Uint8Array(batchPages * PAGE_SIZE)] : null;
+    let turn = 0;
     async function* send(pfns: Uint32Array): AsyncGenerator<PageBatch, number, undefined> {
       let bytes = 0;
       for (let i = 0; i < pfns.length; i += batchPages) {
         if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new Error('save aborted');
         g.advance();
         const sub = pfns.subarray(i, Math.min(pfns.length, i + batchPages));
-        const data = renderPages(g.mem.seed, sub, g.mem.versions);
+        const data = renderPages(g.mem.seed, sub, g.mem.versions, sub.length, ring?.[turn++ & 1]);
         bytes += data.byteLength;
         yield { pfns: sub, data };
       }

@@ -8,7 +8,6 @@ import {
   DOMAIN_TYPE,
   LIBXL_REC,
   REC,
-  HVM_PARAM,
   Writer,
   convertLegacy,
   decodeV2,
@@ -46,6 +45,9 @@ export interface SimImage {
 
 export type StreamWriter = (img: SimImage) => AsyncIterable<Uint8Array>;
 
+/** Xen's HVM param numbers (public/hvm/params.h). */
+const HVM_PARAM_IDENT_PT = 12;
+const HVM_PARAM_ACPI_IOPORTS_LOCATION = 19;
 const VCPU_CTXT = { 32: 0xaf0, 64: 0x1430 } as const;
 const EMPTY = new Uint8Array(0);
 
@@ -133,7 +135,7 @@ export function legacyWriter(toolstackWidth: Bitness): StreamWriter {
         : {
             magicPfns: { ioreq: 0xfeff0, bufioreq: 0xfeff1, store: 0xfeff2 },
             hvmContext: hvmContextBlob(img.vcpus, true),
-            hvmParams: { [HVM_PARAM.IDENT_PT]: 0xfeffc000, [HVM_PARAM.ACPI_IOPORTS_LOCATION]: 1 },
+            hvmParams: { [HVM_PARAM_IDENT_PT]: 0xfeffc000, [HVM_PARAM_ACPI_IOPORTS_LOCATION]: 1 },
             toolstack: { physmap: [{ physOffset: 0xf0000000, startAddr: 0xf0000000, size: 0x800000, name: 'vga.vram' }] },
             qemu: new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 0x1f]),
           }),

@@ -4,7 +4,7 @@
  *
  * Run it inside dom0 (as root, with xencommons up) with:
  *   FERRY_REAL_XEN=1 FERRY_REAL_XEN_CFG=/guests/pv.cfg FERRY_REAL_XEN_GUEST=pv \
- *     npx vitest run --config apps/host-agent/vitest.slow.config.ts apps/host-agent/src/xl/xl-driver.slow.test.ts
+ *     npx vitest run --config apps/host-agent/test/vitest.slow.config.ts apps/host-agent/src/xl/xl-driver.slow.test.ts
  * A dom0 is easiest had from /work/shared/recipes/real-xen (Xen 4.17 under QEMU TCG, 5-10 min a boot):
  * see apps/host-agent/README.md "Real Xen" for the extra steps (copy node and the repo into the rootfs,
  * call this from run-guests.sh, read the results back with debugfs).

@@ -71,8 +71,8 @@ export class XlDriver implements HypervisorDriver {
   }
 
   private async list(): Promise<{ spec: VmSpec; paused: boolean }[]> {
-    const long = JSON.parse((await this.run(['list', '-l'])) || '[]') as XlListEntry[];
-    const plain = await this.run(['list']);
+    const [longText, plain] = await Promise.all([this.run(['list', '-l']), this.run(['list'])]);
+    const long = JSON.parse(longText || '[]') as XlListEntry[];
     const pausedByName = new Map<string, boolean>();
     for (const line of plain.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { STORE_CONFIG } from '../common/tokens';
 import type { StoreConfig } from '../config';
 import { IntegrityError, StoreError, notFound } from '../common/errors';
-import { asBytes, coalesce, holdLastChunk, peek, prime } from '../common/streams';
+import { asBytes, coalesce, holdLastChunk, peek, prime, readAhead } from '../common/streams';
 import { MetricsService } from '../metrics/metrics.service';
 import { BLOCK_SIZE, view, type CheckpointMeta, type CheckpointView } from './checkpoint.model';
 import { CheckpointRepository } from './checkpoint.repository';
@@ -125,7 +125,8 @@ export class CheckpointsService {
           throw e;
         }
       };
-      await this.repo.putImage(id, object, tapped(), signal, size);
+      // The store's writer (a file, an S3 request) runs while the codec works on the next piece.
+      await this.repo.putImage(id, object, readAhead(tapped()), signal, size);
       written = true;
       const f = await facts;
       const d = digest.finish();
@@ -248,7 +249,7 @@ export class CheckpointsService {
           'content-length': String(range.end - range.start + 1),
           'content-range': `bytes ${range.start}-${range.end}/${meta.size}`,
         },
-        body: this.counted(verifiedRange(meta, coalesce(asBytes(raw), CHUNK), range.start, range.end)),
+        body: this.counted(verifiedRange(meta, readAhead(coalesce(asBytes(raw), CHUNK)), range.start, range.end)),
       };
     }
     const raw = await this.repo.openImage(meta);
@@ -256,14 +257,14 @@ export class CheckpointsService {
     return {
       status: 200,
       headers: { ...this.headers(meta), 'content-length': String(meta.size) },
-      body: this.counted(verifiedWhole(meta, coalesce(asBytes(raw), CHUNK))),
+      body: this.counted(verifiedWhole(meta, readAhead(coalesce(asBytes(raw), CHUNK)))),
     };
   }
 
   private async readLegacy(meta: CheckpointMeta, width: 32 | 64): Promise<ReadResult> {
     const raw = await this.repo.openImage(meta);
     if (!raw) throw this.missing(meta);
-    const checked = verifiedWhole(meta, coalesce(asBytes(raw), CHUNK))[Symbol.asyncIterator]();
+    const checked = verifiedWhole(meta, readAhead(coalesce(asBytes(raw), CHUNK)))[Symbol.asyncIterator]();
     // The codec gets an iterator it cannot close early, so whatever it leaves unread is still
     // read and checked below before the last converted chunk goes out.
     const source: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: () => checked.next() }) };

@@ -1,6 +1,9 @@
 import type { Writable } from 'node:stream';
 
-/** Small async-iterable helpers; none holds more than one chunk. */
+/** Small async-iterable helpers; each holds a bounded number of bytes. */
+
+/** Bytes read ahead between two stages of a transfer, so they overlap instead of taking turns. */
+export const AHEAD = 4 * 1024 * 1024;
 
 /** Yields `source` but keeps the latest chunk back until the next one arrives or `beforeLast` passes. */
 export async function* holdLastChunk(
@@ -48,10 +51,12 @@ export async function* asBytes(source: AsyncIterable<unknown>): AsyncGenerator<U
  * Writes every chunk to `out` with back-pressure, then ends it. Stops (closing the source)
  * when `out` closes early, e.g. the client went away.
  */
-export async function writeAll(out: Writable, body: AsyncIterable<Uint8Array>): Promise<void> {
+export async function writeAll(out: Writable, body: AsyncIterable<Uint8Array>, buffer = AHEAD): Promise<void> {
   for await (const c of body) {
     if (out.destroyed) return;
-    if (!out.write(c)) await drained(out);
+    // Keep up to `buffer` bytes queued on the socket so reading the next piece overlaps sending this one.
+    out.write(c);
+    if (out.writableLength >= buffer) await drained(out);
   }
   if (!out.destroyed) out.end();
 }
@@ -67,6 +72,7 @@ export interface RequestBody extends AsyncIterable<Uint8Array> {
 
 export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resume(): unknown }): RequestBody {
   const queue: Uint8Array[] = [];
+  let queued = 0;
   let done = false;
   let failure: unknown;
   let attached = false;
@@ -77,8 +83,11 @@ export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resu
     w?.();
   };
   const onData = (c: Buffer | string): void => {
-    queue.push(typeof c === 'string' ? Buffer.from(c) : c);
-    req.pause();
+    const b = typeof c === 'string' ? Buffer.from(c) : c;
+    queue.push(b);
+    queued += b.byteLength;
+    // Read ahead up to AHEAD bytes while the consumer works, then let TCP push back.
+    if (queued >= AHEAD) req.pause();
     notify();
   };
   const onEnd = (): void => {
@@ -105,6 +114,7 @@ export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resu
     discard(): void {
       detach();
       queue.length = 0;
+      queued = 0;
       done = true;
       req.resume();
       notify();
@@ -121,7 +131,11 @@ export function bodyChunks(req: NodeJS.ReadableStream & { pause(): unknown; resu
         async next(): Promise<IteratorResult<Uint8Array>> {
           for (;;) {
             const c = queue.shift();
-            if (c) return { done: false, value: c };
+            if (c) {
+              queued -= c.byteLength;
+              if (queued < AHEAD && attached) req.resume();
+              return { done: false, value: c };
+            }
             if (failure) {
               detach();
               throw failure;
@@ -190,4 +204,70 @@ export async function peek(source: AsyncIterable<Uint8Array>): Promise<{ first: 
       for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
     })(),
   };
+}
+
+/**
+ * Pulls from `source` in the background, up to `max` bytes ahead of the consumer, so a slow
+ * consumer and a slow producer work at the same time. Stopping early closes the source.
+ */
+export async function* readAhead(source: AsyncIterable<Uint8Array>, max = AHEAD): AsyncGenerator<Uint8Array> {
+  const it = source[Symbol.asyncIterator]();
+  const queue: Uint8Array[] = [];
+  let queued = 0;
+  let done = false;
+  let failure: { e: unknown } | undefined;
+  let wakeConsumer: (() => void) | undefined;
+  let wakeProducer: (() => void) | undefined;
+  let stopped = false;
+  let exhausted = false;
+  const producer = (async () => {
+    try {
+      while (!stopped) {
+        if (queued >= max) {
+          await new Promise<void>((r) => (wakeProducer = r));
+          continue;
+        }
+        const n = await it.next();
+        if (n.done) {
+          exhausted = true;
+          break;
+        }
+        queue.push(n.value);
+        queued += n.value.byteLength;
+        wakeConsumer?.();
+      }
+    } catch (e) {
+      exhausted = true;
+      failure = { e };
+    } finally {
+      done = true;
+      wakeConsumer?.();
+    }
+  })();
+  try {
+    for (;;) {
+      const c = queue.shift();
+      if (c) {
+        queued -= c.byteLength;
+        const w = wakeProducer;
+        wakeProducer = undefined;
+        w?.();
+        yield c;
+        continue;
+      }
+      if (failure) throw failure.e;
+      if (done) return;
+      await new Promise<void>((r) => (wakeConsumer = r));
+      wakeConsumer = undefined;
+    }
+  } finally {
+    stopped = true;
+    const w = wakeProducer;
+    wakeProducer = undefined;
+    w?.();
+    // Not awaited: a stalled source must not hold the consumer. The source is closed once its pending read settles.
+    void producer.then(async () => {
+      if (!exhausted) await it.return?.(undefined);
+    }).catch(() => undefined);
+  }
 }

@@ -49,6 +49,8 @@ export interface LegacyConvertOptions {
   xl?: boolean | 'auto';
   /** Process the qemu tail of an HVM image in libxc format (default true; false = --skip-qemu). */
   qemu?: boolean;
+  /** HVM: accept an image that ends right after the HVM context (toolstacks that saved qemu apart); Xen's script requires the tail for libxl output. */
+  qemuOptional?: boolean;
   /** What follows the end of the image: refuse it (default), or leave it unread. */
   trailing?: 'refuse' | 'ignore';
   /** Verbose progress lines (what the script prints with -v). */
@@ -195,7 +197,7 @@ export class LegacyConverter {
       yield* this.record(LIBXL_REC.EMULATOR_XENSTORE_DATA, [hdr, ...this.emuXenstore]);
     }
     let qemuDone = false;
-    if (!this.pv && (this.libxl || (o.qemu ?? true))) {
+    if (!this.pv && (this.libxl || (o.qemu ?? true)) && !(o.qemuOptional && (await r.atEnd()))) {
       yield* this.qemu();
       qemuDone = true;
     }
@@ -208,7 +210,8 @@ export class LegacyConverter {
   private async *xlHeader(): AsyncGenerator<Uint8Array> {
     const r = this.r;
     const at = r.offset;
-    const magic = await r.read(XL_MAGIC_SIZE, 'xl header');
+    // Copied at once: held across the next read (a caller may recycle consumed input buffers).
+    const magic = new Uint8Array(await r.read(XL_MAGIC_SIZE, 'xl header'));
     if (ascii.decode(magic) !== XL_MAGIC) this.bad('no xl header (bad magic)', 'xl header', at);
     const fields = await r.read(16, 'xl header');
     const dv = viewOf(fields);
@@ -218,7 +221,7 @@ export class LegacyConverter {
     const optlen = dv.getUint32(12, LE);
     if (this.libxl) mflags = (mflags | XL_MANDATORY_FLAG_STREAMV2) >>> 0;
     const out = new Writer(16, LE).u32(byteorder).u32(mflags).u32(oflags).u32(optlen).bytes;
-    yield* this.emit([new Uint8Array(magic), out]);
+    yield* this.emit([magic, out]);
     // The optional data (xl's JSON config) streams through; a lying length costs no memory.
     for await (const piece of r.stream(optlen, 'xl header optional data')) yield* this.emit([piece]);
     this.info('Processed xl header');
@@ -516,7 +519,7 @@ export class LegacyConverter {
   private async *qemu(): AsyncGenerator<Uint8Array> {
     const r = this.r;
     const at = r.offset;
-    const rawsig = await r.read(QEMU_SIG_SIZE, 'qemu signature');
+    const rawsig = new Uint8Array(await r.read(QEMU_SIG_SIZE, 'qemu signature')); // held across the next read
     const sig = ascii.decode(rawsig);
     if (sig !== QEMU_SIG_V2) {
       if (sig === QEMU_SIG_EOF || sig === QEMU_SIG_REMUS)
@@ -530,7 +533,7 @@ export class LegacyConverter {
     if (this.libxl) {
       yield* this.streamRecord(LIBXL_REC.EMULATOR_CONTEXT, [new Writer(8, LE).u32(0).u32(0).bytes], size, 'qemu record');
     } else {
-      yield* this.emit([new Uint8Array(rawsig), new Uint8Array(rawsz)]);
+      yield* this.emit([rawsig, new Uint8Array(rawsz)]);
       for await (const piece of r.stream(size, 'qemu record')) yield* this.emit([piece]);
     }
   }

@@ -261,9 +261,8 @@ function probe(b: Uint8Array, width: LegacyWidth, guest: LegacyGuest, complete: 
           if (PARAM_CHUNK_BY_ID.has(id)) {
             if (guest === 'pv') return die(`HVM-only chunk ${id} at +${at}`);
             const pad = p.u32();
-            if (pad !== 0) return die(`param chunk ${id} at +${at} has non-zero padding`);
             p.skip(8);
-            rd.score += 1;
+            if (pad === 0) rd.score += 1; // savers zeroed the padding; older ones may not have
           }
       }
     }

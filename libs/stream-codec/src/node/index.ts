@@ -1,3 +1,4 @@
+/// <reference types="node" />
 /**
  * Node adapters for the codec (the core itself never imports node:*).
  *

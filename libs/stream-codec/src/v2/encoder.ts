@@ -14,7 +14,7 @@ import type { ByteOrder } from '../bytes';
 import { Writer, viewOf } from '../bytes';
 import { encodeImageHeader, recordParts } from './frame';
 import { encodeLibxlBody, encodeLibxlHeaderFull, encodeXlHeaderFull } from './libxl';
-import { encodeLibxcBody, encodePageData, swap64 } from './records';
+import { encodeLibxcBody, encodePageData } from './records';
 import type { DomainHeader, ImageHeader, LibxlHeader, V2Item, XlHeader } from './types';
 import { DHDR_SIZE, IHDR_OPT_BIG_ENDIAN, LIBXL_OPT_BIG_ENDIAN } from './constants';
 

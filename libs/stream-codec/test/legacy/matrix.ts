@@ -4,7 +4,7 @@
  * chunks rotated through the cases. tools/golden-legacy/generate.ts writes each
  * image with writeLegacy and Xen's convert-legacy-stream's output next to it.
  */
-import { HVM_PARAM, type LegacyBodyItem, type LegacyImage, type LegacyVcpu, type LegacyWidth } from '../../src/index';
+import { LEGACY_HVM_PARAM as HVM_PARAM, type LegacyBodyItem, type LegacyImage, type LegacyVcpu, type LegacyWidth } from '../../src/index';
 
 export interface GoldenCase {
   name: string;

@@ -73,6 +73,14 @@ describe('ingestToV2', () => {
     expect((await facts).framing).toBe('libxl');
   });
 
+  it('takes HVM images without a qemu tail (qemu saved apart)', async () => {
+    const img = golden('hvm-w64-libxc-noqemu').c.image();
+    delete img.qemu;
+    const { output, facts } = ingestToV2([await collect(writeLegacy(img))]);
+    expect((await collect(output)).byteLength).toBeGreaterThan(4096);
+    expect((await facts).guest).toBe('hvm');
+  });
+
   it('rejects from output (and facts) when the input is bad', async () => {
     const g = golden('pv64-w64-libxc');
     const { output, facts } = ingestToV2([g.legacy.subarray(0, g.legacy.byteLength - 10)]);

@@ -59,3 +59,10 @@ export function verifyBytes(b: Uint8Array, opts: Parameters<typeof verifyV2>[1] 
 export function hex(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
+
+/** Fast equality for large byte arrays (vitest's deep equality is slow on MiBs), with the first difference on failure. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): string {
+  if (a.byteLength !== b.byteLength) return `lengths differ: ${a.byteLength} vs ${b.byteLength}`;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return `first difference at offset ${i}`;
+  return 'same';
+}

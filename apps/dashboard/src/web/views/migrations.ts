@@ -8,6 +8,8 @@ import { areaChart, sparkline } from './chart';
 import { throughputSeries } from '../store';
 import { PHASE_STEPS, badge, bar, hostName, vmName } from './common';
 
+const terminal0 = (m: MigrationDto): boolean => isTerminalPhase(m.phase);
+
 export function migrationsView(app: App): View {
   const { store } = app;
   const chart = h('div.chart-box', { 'data-testid': 'throughput-chart' });
@@ -38,21 +40,27 @@ export function migrationsView(app: App): View {
 
   const row = (m: MigrationDto): HTMLElement => {
     const p = m.progress;
+    const src = terminal0(m) ? undefined : store.hosts.get(m.sourceHostId);
     const terminal = isTerminalPhase(m.phase);
     const canCancel = m.cancellable && isCancellable(m.phase, m.cancelRequested);
     const hist = store.rateHistory.get(m.id)?.map((x) => x.rate) ?? [];
+    // Stuck: moving but no new figure for 10 s (the agents report at least once a second).
+    const lastSeen = Math.max(hist.length ? store.rateHistory.get(m.id)!.at(-1)!.t : 0, Date.parse(m.updatedAt) || 0);
+    const quietMs = Date.now() - lastSeen;
+    const stuck = !terminal && m.phase !== 'queued' && quietMs > 10_000;
     const downtime = p.downtimeMs !== null ? `${duration(p.downtimeMs)} measured` : p.expectedDowntimeMs !== null ? `~${duration(p.expectedDowntimeMs)} expected` : '-';
     return h(
       'article.migration',
-      { 'data-testid': `migration-${m.id}`, 'data-phase': m.phase, 'data-vm': m.vmId },
+      { 'data-testid': `migration-${m.id}`, 'data-phase': m.phase, 'data-vm': m.vmId, class: stuck ? 'stuck' : '' },
       h(
         'div.mig-head',
         h('strong', vmName(store.vms, m.vmId)),
         h('span', ` ${hostName(store.hosts, m.sourceHostId)} → ${hostName(store.hosts, m.targetHostId ?? m.requestedTargetHostId)}`),
-        h('span.muted', ` · ${m.mode}${m.bandwidthMiBps ? ` · cap ${m.bandwidthMiBps} MiB/s` : ''}${m.restore ? ` · restore ${m.restore.format === 'legacy' ? `legacy ${m.restore.width}-bit` : 'v2'}` : ''}${m.campaignId ? ' · campaign' : ''}`),
+        h('span.muted', ` · ${m.mode}${src ? ` · from ${src.toolstack.bitness}-bit ${src.toolstack.streamFormat}` : ''}${m.bandwidthMiBps ? ` · cap ${m.bandwidthMiBps} MiB/s` : ''}${m.restore ? ` · restore ${m.restore.format === 'legacy' ? `legacy ${m.restore.width}-bit` : 'v2'}` : ''}${m.campaignId ? ' · campaign' : ''}`),
         h('span.spacer'),
         badge(m.phase, m.phase),
         m.cancelRequested && !terminal ? badge('cancel requested', 'warn') : null,
+        stuck ? badge(`no progress for ${duration(quietMs)}`, 'failed') : null,
         canCancel ? h('button.small.danger', { onclick: () => cancel(m), 'data-testid': `cancel-${m.id}` }, 'Cancel') : null,
         !terminal && !canCancel && m.pointOfNoReturn?.passed ? h('span.muted', { title: 'past the point of no return' }, ' committed') : null,
       ),
