@@ -134,7 +134,7 @@ C
     echo $! > "$B/pid/$srv.pid"
   done
   local i
-  for i in $(seq 1 300); do
+  for i in $(seq 1 900); do
     if curl -sf "$endpoint/healthcheck" >/dev/null 2>&1; then
       echo "swift s3api up on $PORT"
       _ferry_s3_export

@@ -43,8 +43,8 @@ function start(file: string, env: Record<string, string>): Promise<{ child: Chil
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /(?:LISTENING (\d+))|(?:listening on (http:\/\/[^\s]+))/.exec(out);
-      if (m) resolve({ child, url: m[2] ?? `http://127.0.0.1:${m[1]}` });
+      const m = /(?:LISTENING (\d+))|(?:listening on (http:\/\/[^\s]+))|(worker running)/.exec(out);
+      if (m) resolve({ child, url: m[3] ? '' : (m[2] ?? `http://127.0.0.1:${m[1]}`) });
     });
     child.on('exit', (c) => reject(new Error(`${file} exited ${c}: ${out}`)));
   });
@@ -59,7 +59,7 @@ async function post(url: string, p: string, token: string, body: unknown, header
 const fmt = (r: AcResult) => `p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  max ${r.latency.max} ms  ${Math.round(r.requests.average)} req/s  non2xx ${r.non2xx}  errors ${r.errors}`;
 
 async function main(): Promise<void> {
-  const cp = await start('apps/control-plane/src/main.ts', {
+  const cpEnv = {
     PORT: '0',
     HOST: '127.0.0.1',
     REDIS_URL,
@@ -73,7 +73,10 @@ async function main(): Promise<void> {
     FERRY_STALL_AFTER_MS: '3600000',
     FERRY_OFFLINE_AFTER_MS: '3600000',
     FERRY_SCHEDULER_INTERVAL_MS: '50',
-  });
+  };
+  // the deployment shape: HTTP replica (role api) + a separate worker process (scheduler, campaigns)
+  const cp = await start('apps/control-plane/src/main.ts', { ...cpEnv, FERRY_CONTROL_PLANE_ROLE: 'api' });
+  const worker = await start('apps/control-plane/src/worker.ts', cpEnv);
   const bare = await start('apps/control-plane/bench/bare-nest.ts', { PORT: '0' });
   const redis = new IORedis(REDIS_URL);
   try {
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
     process.stdout.write(lines.join('\n') + '\n');
   } finally {
     cp.child.kill('SIGTERM');
+    worker.child.kill('SIGTERM');
     bare.child.kill('SIGTERM');
     for (const p of [KEYP, QP]) {
       let cursor = '0';

@@ -106,3 +106,16 @@ describe('ops endpoints', () => {
     expect(v.body.memoryDigest).toMatch(/^sha256:/);
   });
 });
+
+describe('agent credentials', () => {
+  it('admin mints a token and a Redis ACL user limited to the host queue', async () => {
+    expect((await api(url, '/v1/hosts/h9/agent-credentials', { method: 'POST', token: OPERATOR })).status).toBe(403);
+    const r = await api<{ token: string; redisUser: string; redisPassword: string; queueName: string }>(url, '/v1/hosts/h9/agent-credentials', { method: 'POST' });
+    expect(r.status).toBe(200);
+    expect(r.body.token).toBe(deriveAgentToken(SECRET, 'h9'));
+    expect(r.body.queueName).toBe('ferry.host.h9');
+    const rules = String(await w.redis.call('ACL', 'GETUSER', r.body.redisUser));
+    expect(rules).toContain(`${w.queuePrefix}:ferry.host.h9:*`);
+    await w.redis.call('ACL', 'DELUSER', r.body.redisUser);
+  });
+});

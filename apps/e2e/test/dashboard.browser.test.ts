@@ -52,6 +52,20 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
     }
   }, 120_000);
 
+  it('asks for a token when there is none, refuses a wrong one and accepts a pasted one', async () => {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    await p.goto(stack.url);
+    await p.fill('[data-testid=token-input]', 'not-the-token-123');
+    await p.click('[data-testid=signin]');
+    await p.locator('.signin .error').waitFor();
+    expect(await p.locator('.signin .error').innerText()).toMatch(/401/);
+    await p.fill('[data-testid=token-input]', stack.token);
+    await p.click('[data-testid=signin]');
+    await p.locator('[data-testid=sse-status].live').waitFor({ timeout: 30_000 });
+    await ctx.close();
+  });
+
   it('signs in from the printed URL and shows the fleet grouped by toolstack', async () => {
     expect(page.url()).not.toContain('token=');
     expect(await page.evaluate(() => sessionStorage.getItem('ferry.token'))).toBe(stack.token);

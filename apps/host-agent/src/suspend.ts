@@ -83,8 +83,8 @@ export class SuspendService {
       const ts = this.driver.toolstack();
       const meta = await this.store.put(p.store.url, p.store.checkpointId, p.vmId, tap.pipe(toWire(handle.stream, { format: ts.streamFormat, width: ts.bitness })), op.signal);
       op.check();
-      if (meta.sha256 !== tap.sha256() || meta.size !== tap.bytes) {
-        throw new AgentFailure('STORE_ERROR', `store recorded ${meta.size} bytes sha256 ${meta.sha256}, sent ${tap.bytes} bytes sha256 ${tap.sha256()}`, true);
+      if (meta.sha256 !== (await tap.sha256()) || meta.size !== tap.bytes) {
+        throw new AgentFailure('STORE_ERROR', `store recorded ${meta.size} bytes sha256 ${meta.sha256}, sent ${tap.bytes} bytes sha256 ${(await tap.sha256())}`, true);
       }
       const memoryDigest = handle.summary().memoryDigest;
       op.pastPointOfNoReturn = true;
@@ -94,7 +94,7 @@ export class SuspendService {
       } else {
         await this.driver.destroy(p.vmId);
       }
-      return { checkpoint: { checkpointId: p.store.checkpointId, vmId: p.vmId, bytes: tap.bytes, sha256: tap.sha256(), memoryDigest, vm: spec } };
+      return { checkpoint: { checkpointId: p.store.checkpointId, vmId: p.vmId, bytes: tap.bytes, sha256: (await tap.sha256()), memoryDigest, vm: spec } };
     } catch (e) {
       if (await this.driver.spec(p.vmId)) {
         await this.driver.setState(p.vmId, 'running');

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,12 +47,20 @@ async function bytes(img: LegacyImage): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function verifyStreamV2(data: Buffer, format: string, dir: string): { status: number | null; out: string } {
-  const file = path.join(dir, `verify-${Date.now()}.v2`);
+/** Runs the verify-stream-v2 drop-in (asynchronously: the store under test shares this event loop). */
+async function verifyStreamV2(data: Buffer, format: string, dir: string): Promise<{ status: number | null; out: string }> {
+  const file = path.join(dir, `verify-${Date.now()}-${Math.random().toString(36).slice(2)}.v2`);
   fs.writeFileSync(file, data);
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'apps/cli/bin/verify-stream-v2.js'), '-i', file, '-f', format], { encoding: 'utf8' });
-  fs.rmSync(file, { force: true });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  try {
+    return await new Promise((resolve) => {
+      execFile(process.execPath, [path.join(ROOT, 'apps/cli/bin/verify-stream-v2.js'), '-i', file, '-f', format], (err, stdout, stderr) => {
+        const status = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ status, out: `${stdout}${stderr}` });
+      });
+    });
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 }
 
 describe('legacy images through the store', () => {
@@ -79,11 +87,11 @@ describe('legacy images through the store', () => {
       const v2 = await bodyOf(await store.call('GET', `/v1/checkpoints/${id}`));
       expect(v2.length).toBe(meta.size);
       expect(sha256(v2)).toBe(meta.sha256);
-      const verdict = verifyStreamV2(v2, String(meta.source.framing), dir);
+      const verdict = await verifyStreamV2(v2, String(meta.source.framing), dir);
       expect(verdict.status, verdict.out).toBe(0);
       expect(verdict.out).not.toMatch(/not implemented/);
       // (and the checker does say no to a damaged stream)
-      expect(verifyStreamV2(v2.subarray(0, v2.length - 9), String(meta.source.framing), dir).status).not.toBe(0);
+      expect((await verifyStreamV2(v2.subarray(0, v2.length - 9), String(meta.source.framing), dir)).status).not.toBe(0);
       const metrics = await (await store.call('GET', '/metrics', { token: null })).text();
       expect(metrics).toContain(`ferry_store_conversions_total{direction="legacy_to_v2",width="${width}"}`);
     });

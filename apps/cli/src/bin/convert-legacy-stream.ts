@@ -121,7 +121,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const auto = width === 'auto' || guest === 'auto';
   const sink = new FdSink(fd);
-  const input = new PooledInput(inFd, sink);
+  // FERRY_READ_BYTES: smaller reads, for tests that make every record straddle recycled buffers.
+  const readBytes = Number(process.env.FERRY_READ_BYTES) || 4 * 1024 * 1024;
+  const input = new PooledInput(inFd, sink, readBytes);
   const reader = new StreamReader(input.chunks());
   input.reader = reader;
   const { output, summary } = convertLegacy(reader, {

@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { isStreamCodecError, verifyV2 } from '@ferry/stream-codec';
+import { pooledFileChunks } from '@ferry/stream-codec/src/node';
 import { openInput } from '../io';
 
 const USAGE = `Usage: verify-stream-v2 [options]
@@ -88,7 +89,9 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   try {
-    const facts = await verifyV2(input.source, {
+    const spec = values.in === '-' ? 0 : /^\d+$/.test(values.in) ? Number(values.in) : values.in;
+    (input.source as { destroy?: () => void }).destroy?.(); // read through the pooled reader instead
+    const facts = await verifyV2((released) => pooledFileChunks(spec, released), {
       format: values.format as Format,
       onInfo: (m) => log.info(m),
       onWarning: (m) => log.info(`Warning: ${m}`),

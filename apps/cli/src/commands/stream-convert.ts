@@ -10,6 +10,8 @@ import { parseArgs } from 'node:util';
 import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
 import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
 import { StreamReader } from '@ferry/stream-codec/src/reader';
+import { legacyFromV2 } from '@ferry/stream-codec/src/downconvert';
+import { readerRemainder, sniffV2 } from '@ferry/stream-codec/src/ingest';
 import { Progress, openInput } from '../io';
 
 /** optparse accepts any unique prefix of a long option (libxl passes --guest for --guest-type). */
@@ -243,7 +245,6 @@ export async function run(argv: string[]): Promise<number> {
   const reader = new StreamReader(progress.track(input.source));
   const info = v.verbose ? (l: string) => process.stderr.write(l + '\n') : undefined;
   try {
-    const { legacyFromV2, readerRemainder, sniffV2 } = await import('@ferry/stream-codec');
     const isV2 = await sniffV2(reader);
     const to = (v.to as string | undefined) ?? (isV2 ? 'legacy' : 'v2');
     let summary: Record<string, unknown>;

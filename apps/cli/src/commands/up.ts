@@ -56,6 +56,14 @@ export function freePort(): Promise<number> {
   });
 }
 
+function portFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
 function httpStatus(url: string, headers: Record<string, string> = {}, timeoutMs = 2000): Promise<{ status: number; body: string } | null> {
   return new Promise((resolve) => {
     const req = http.get(url, { headers, timeout: timeoutMs }, (res) => {
@@ -132,6 +140,11 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(dashPort) || dashPort < 0 || dashPort > 65535) {
     process.stderr.write(`ferry up: PORT must be a port number, got '${dashPortEnv}'\n`);
     return 2;
+  }
+
+  if (withDashboard && dashPort !== 0 && !(await portFree(dashPort, process.env.HOST ?? '0.0.0.0'))) {
+    process.stderr.write(`ferry up: port ${dashPort} is in use (another ferry up?); set PORT to a free port, or PORT=0 for any\n`);
+    return 1;
   }
 
   const sup = new Supervisor({ out, color: process.stdout.isTTY === true && !process.env.NO_COLOR, quiet });

@@ -10,7 +10,11 @@ import {
   type VmState,
   hostQueueName,
 } from '@ferry/contracts';
-import { CP_CONFIG, type CpConfig } from '../config';
+import { randomBytes } from 'node:crypto';
+import type Redis from 'ioredis';
+import { deriveAgentToken } from '@ferry/config';
+import { provisionAgentAclUser } from '@ferry/queue';
+import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { fail } from './errors';
 import { EventsRepository, HostsRepository, VmsRepository, type HostRecord, type VmRecord } from './repos';
 import { nowIso } from './redis';
@@ -74,6 +78,7 @@ function guestState(g: GuestInventory): VmState {
 export class HostsService {
   constructor(
     @Inject(CP_CONFIG) private readonly cfg: CpConfig,
+    @Inject(REDIS) private readonly redis: Redis,
     private readonly hosts: HostsRepository,
     private readonly vms: VmsRepository,
     private readonly events: EventsRepository,
@@ -183,6 +188,17 @@ export class HostsService {
       if (nv) await this.events.publish('vm.updated', 'vm', id, vmToDto(nv));
     }
     return changed;
+  }
+
+  /**
+   * Credentials for one host's agent: its bearer token (HMAC of FERRY_AGENT_SECRET) and a fresh Redis ACL
+   * user limited to its own queue keys (`{prefix}:ferry.host.{hostId}:*`). Calling again rotates the password.
+   */
+  async agentCredentials(hostId: string): Promise<{ hostId: string; token: string; redisUser: string; redisPassword: string; queueName: string; queuePrefix: string }> {
+    const user = `ferry-agent-${hostId}`;
+    const password = randomBytes(24).toString('base64url');
+    await provisionAgentAclUser(this.redis, user, password, hostId, this.cfg.FERRY_QUEUE_PREFIX);
+    return { hostId, token: deriveAgentToken(this.cfg.agentSecret, hostId), redisUser: user, redisPassword: password, queueName: hostQueueName(hostId), queuePrefix: this.cfg.FERRY_QUEUE_PREFIX };
   }
 
   async listVms(q: { host?: string; state?: string; limit: number; offset: number }): Promise<{ items: VmDto[]; total: number }> {

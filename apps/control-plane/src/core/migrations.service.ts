@@ -122,6 +122,7 @@ export class MigrationsService {
     };
     await this.repo.create(rec, now);
     const dto = migrationToDto(rec);
+    await this.repo.saveJson(id, JSON.stringify(dto));
     await this.events.publish('migration.updated', 'migration', id, dto);
     return { created: true, migration: dto };
   }
@@ -130,6 +131,13 @@ export class MigrationsService {
     const m = await this.repo.get(id);
     if (!m) throw fail(404, `migration '${id}' not found`);
     return migrationToDto(m);
+  }
+
+  /** Fast path for lists: the page as one JSON string built from stored DTOs; null = use list(). */
+  async listRaw(q: { phase?: MigrationPhase; vm?: string; host?: string; campaign?: string; active?: boolean; limit: number; offset: number }): Promise<string | null> {
+    const r = await this.repo.listJson(q);
+    if (!r) return null;
+    return `{"items":[${r.items.join(',')}],"total":${r.total},"limit":${q.limit},"offset":${q.offset}}`;
   }
 
   async list(q: { phase?: MigrationPhase; vm?: string; host?: string; campaign?: string; active?: boolean; limit: number; offset: number }): Promise<Page<MigrationDto>> {
@@ -183,7 +191,7 @@ export class MigrationsService {
     const m = await this.repo.get(id);
     if (!m) throw fail(404, `migration '${id}' not found`);
     const dto = migrationToDto(m);
-    await this.events.publish(type, 'migration', id, dto);
+    await Promise.all([this.repo.saveJson(id, JSON.stringify(dto)), this.events.publish(type, 'migration', id, dto)]);
     return dto;
   }
 

@@ -377,6 +377,29 @@ export class MigrationsRepository {
     return { items: all.slice(q.offset, q.offset + q.limit), total: all.length };
   }
 
+  /** The DTO JSON as last published (read path for lists: no parse / stringify per item). */
+  async saveJson(id: string, json: string): Promise<void> {
+    await this.redis.hset(this.k.mig(id), 'json', json);
+  }
+  /** Page of pre-serialized DTOs from an index, or null when a filter needs the full records. */
+  async listJson(q: { vm?: string; host?: string; campaign?: string; phase?: MigrationPhase; active?: boolean; limit: number; offset: number }): Promise<{ items: string[]; total: number } | null> {
+    const given = [q.vm, q.host, q.campaign, q.phase, q.active].filter((x) => x !== undefined).length;
+    if (given > 1 || q.active !== undefined) return null;
+    const index =
+      q.vm !== undefined ? this.k.migsVm(q.vm) : q.host !== undefined ? this.k.migsHost(q.host) : q.campaign !== undefined ? this.k.migsCampaign(q.campaign) : q.phase !== undefined ? this.k.migsPhase(q.phase) : this.k.migs();
+    const [total, ids] = await Promise.all([this.redis.zcard(index), this.redis.zrevrange(index, q.offset, q.offset + q.limit - 1)]);
+    if (!ids.length) return { items: [], total };
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hget(this.k.mig(id), 'json');
+    const res = (await p.exec()) ?? [];
+    const items: string[] = [];
+    for (const [err, v] of res) {
+      if (err || typeof v !== 'string' || !v) return null;
+      items.push(v);
+    }
+    return { items, total };
+  }
+
   async pendingDue(now: number, limit: number): Promise<string[]> {
     return this.redis.zrangebyscore(this.k.migsPending(), '-inf', now, 'LIMIT', 0, limit);
   }

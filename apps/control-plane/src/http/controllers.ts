@@ -41,6 +41,11 @@ export class HostsController {
   @Delete(':id/drain') @Roles('operator') undrain(@Param('id', new ZodPipe(S.hostId, 'id')) id: string) {
     return this.hosts.setFlag(id, 'draining', false);
   }
+  @Post(':id/agent-credentials') @HttpCode(200) @Roles('admin')
+  @ApiOperation({ summary: "mint the agent's token and (re)create its Redis ACL user limited to its own queue" })
+  credentials(@Param('id', new ZodPipe(S.hostId, 'id')) id: string) {
+    return this.hosts.agentCredentials(id);
+  }
   @Post(':id/maintenance') @HttpCode(200) @Roles('operator') @body(S.maintenance)
   maintenance(@Param('id', new ZodPipe(S.hostId, 'id')) id: string, @Body(new ZodPipe(S.maintenance)) b: z.output<typeof S.maintenance>) {
     return this.hosts.setFlag(id, 'maintenance', b.enabled);
@@ -95,8 +100,11 @@ export class MigrationsController {
   async create(@ValidHeader({ name: 'idempotency-key', schema: S.idemKey }) key: string, @Body(new ZodPipe(S.createMigration)) b: CreateMigrationRequest) {
     return (await this.migrations.create(b, key)).migration;
   }
-  @Get() @Roles('viewer') list(@Query(new ZodPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>) {
-    return this.migrations.list(q);
+  @Get() @Roles('viewer') async list(@Query(new ZodPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
+    const raw = await this.migrations.listRaw(q);
+    if (raw === null) return this.migrations.list(q);
+    res.type('application/json');
+    return raw;
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.migrations.get(id);

@@ -46,7 +46,7 @@ function signIn(message?: string): void {
         e.preventDefault();
         const t = input.value.trim();
         if (!t) return;
-        api('GET', '/v1/hosts?limit=1', undefined, t).then(
+        api('GET', '/v1/hosts', undefined, t).then(
           () => {
             setToken(t);
             start();

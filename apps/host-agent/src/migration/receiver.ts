@@ -109,7 +109,7 @@ export class MigrationReceiver {
       op.check();
       if (facts.guest !== p.vm.type) throw new AgentFailure('STREAM_ERROR', `stream holds a ${facts.guest} guest, expected ${p.vm.type}`, false);
       const sent = req.trailers[SHA256_TRAILER];
-      if (sent !== tap.sha256()) throw new AgentFailure('STREAM_ERROR', `stream sha256 mismatch: source says ${sent ?? '(none)'}, received ${tap.sha256()}`, true);
+      if (sent !== (await tap.sha256())) throw new AgentFailure('STREAM_ERROR', `stream sha256 mismatch: source says ${sent ?? '(none)'}, received ${(await tap.sha256())}`, true);
       const srcDigest = req.trailers[DIGEST_TRAILER];
       if (srcDigest && r.memoryDigest && srcDigest !== r.memoryDigest) {
         throw new AgentFailure('STREAM_ERROR', `memory digest mismatch after restore: source ${srcDigest}, restored ${r.memoryDigest}`, true);
@@ -128,7 +128,7 @@ export class MigrationReceiver {
       await this.driver.setState(p.vm.vmId, 'migrating-in', { ...migration, committed: true });
       await this.driver.unpause(p.vm.vmId);
       await this.driver.setState(p.vm.vmId, 'running', null);
-      json(res, 200, { committed: true, bytesReceived: tap.bytes, sha256: tap.sha256() });
+      json(res, 200, { committed: true, bytesReceived: tap.bytes, sha256: (await tap.sha256()) });
       return { migrationId: p.migrationId, bytesReceived: tap.bytes, memoryDigest: r.memoryDigest, outcome: 'running-on-target' };
     } catch (e) {
       if (!op.pastPointOfNoReturn) {

@@ -106,7 +106,7 @@ export class MigrationSender {
       op.check();
       const summary = handle.summary();
       round = summary.rounds;
-      await upload.end({ [SHA256_TRAILER]: tap.sha256(), ...(summary.memoryDigest ? { [DIGEST_TRAILER]: summary.memoryDigest } : {}) });
+      await upload.end({ [SHA256_TRAILER]: (await tap.sha256()), ...(summary.memoryDigest ? { [DIGEST_TRAILER]: summary.memoryDigest } : {}) });
       const a = await upload.answer();
       let body: Partial<StreamReceiveResponse & { sha256: string }> = {};
       try {
@@ -117,9 +117,9 @@ export class MigrationSender {
       answered = { committed: body.committed === true, bytesReceived: body.bytesReceived ?? 0, ...(body.reason ? { reason: body.reason } : {}) };
       if (a.status !== 200) throw new AgentFailure(a.status === 409 ? 'CANCELLED' : 'STREAM_ERROR', `target refused the stream (${a.status}): ${body.reason ?? a.body.slice(0, 200)}`, a.status !== 409);
       if (!answered.committed) throw new CancelledError(answered.reason ?? 'the target discarded its copy');
-      if (body.sha256 && body.sha256 !== tap.sha256()) {
+      if (body.sha256 && body.sha256 !== (await tap.sha256())) {
         // the target committed already: it owns the guest now; say so loudly but do not duplicate it
-        this.opts.log?.(`migration ${p.migrationId}: target confirmed sha256 ${body.sha256}, sent ${tap.sha256()}`);
+        this.opts.log?.(`migration ${p.migrationId}: target confirmed sha256 ${body.sha256}, sent ${(await tap.sha256())}`);
       }
       const downtimeMs = Date.now() - pausedAt;
       op.pastPointOfNoReturn = true;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Toolstack, VmSpec } from '@ferry/contracts';
-import { toWire, WidthMismatchError } from '../codec';
+import { fromWire, toWire, WidthMismatchError } from '../codec';
 import { GuestMemory, checkPage, renderPages } from './memory';
 import { SimDriver } from './sim-driver';
 
@@ -70,6 +70,15 @@ describe('sim driver', () => {
       expect(h.summary().memoryDigest).toBe(before);
     });
   }
+
+  it('v2 -> legacy 32-bit down-conversion at the target edge (HVM) keeps the digest', async () => {
+    const src = await sim(V2, [{ spec: hvm, seed: 8 }]);
+    const dst = await sim(LEGACY32);
+    const before = await src.memoryDigest('vm2');
+    const h = await src.save('vm2', {});
+    const res = await dst.restore(hvm, fromWire(h.stream, { format: 'legacy', width: 32 }), {});
+    expect(res.memoryDigest).toBe(before);
+  });
 
   it('a legacy 64-bit toolstack refuses a 32-bit legacy image; the edge refuses a wrong declared width', async () => {
     const src = await sim(LEGACY32, [{ spec: hvm, seed: 7 }]);

@@ -67,7 +67,7 @@ async function* v2Items(img: SimImage): AsyncGenerator<V2Item, void, undefined> 
   const pv = img.guest === 'pv';
   const [xenMajor, xenMinor] = xenVersionParts(img.xenVersion);
   yield { kind: 'libxl-header', offset: off++, header: { version: 2, options: 0, byteOrder: 'little', legacy: false } };
-  if (!pv) yield xl(LIBXL_REC.EMULATOR_XENSTORE_DATA, { kind: 'emulator_xenstore_data', emulatorId: 2, index: 0, pairs: [['physmap/1/start_addr', 'f0000000'], ['physmap/1/size', '800000']] });
+  if (!pv) yield xl(LIBXL_REC.EMULATOR_XENSTORE_DATA, { kind: 'emulator_xenstore_data', emulatorId: 2, index: 0, pairs: [['physmap/f0000000/start_addr', 'f0000000'], ['physmap/f0000000/size', '800000'], ['physmap/f0000000/name', 'vga.vram']] });
   yield xl(LIBXL_REC.LIBXC_CONTEXT, { kind: 'empty' });
   yield { kind: 'image-header', offset: off++, header: { marker: new Uint8Array(8).fill(0xff), version: 3, options: 0, byteOrder: 'little', reserved1: 0, reserved2: 0 } };
   yield { kind: 'domain-header', offset: off++, header: { type: pv ? DOMAIN_TYPE.x86_pv : DOMAIN_TYPE.x86_hvm, pageShift: 12, reserved: 0, xenMajor, xenMinor } };

@@ -10,8 +10,8 @@ const bin = path.join(root, 'apps/cli/bin/convert-legacy-stream.js');
 const ferry = path.join(root, 'apps/cli/bin/ferry.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cls-'));
 
-function run(args: string[], opts: { input?: Buffer; stdio?: ('pipe' | number)[] } = {}) {
-  return spawnSync(process.execPath, [bin, ...args], { input: opts.input, encoding: 'buffer', cwd: root, timeout: 60_000 });
+function run(args: string[], opts: { input?: Buffer; env?: Record<string, string> } = {}) {
+  return spawnSync(process.execPath, [bin, ...args], { input: opts.input, encoding: 'buffer', cwd: root, timeout: 120_000, env: { ...process.env, ...opts.env } });
 }
 
 describe('convert-legacy-stream (drop-in for Xen\'s script)', { timeout: 180_000 }, () => {
@@ -41,6 +41,16 @@ describe('convert-legacy-stream (drop-in for Xen\'s script)', { timeout: 180_000
     const r = run(['-i', '0', '-o', '1', '-w', '64', '-g', 'pv'], { input: seed });
     expect(r.status).toBe(1);
     expect(r.stderr.toString()).toMatch(/0xffffffff00010000/);
+  });
+
+  it('recycles its read buffers safely: 61-byte reads make every record straddle them', () => {
+    for (const name of ['pv32-w64-libxl-xl', 'hvm-w32-libxc']) {
+      const g = golden(name);
+      const out = path.join(tmp, `${name}.v2`);
+      const r = run(['-i', path.join(GOLDEN, `${name}.legacy`), '-o', out, '-w', 'auto', '-g', 'auto', ...(name.includes('libxl') ? ['-f', 'libxl'] : [])], { env: { FERRY_READ_BYTES: '61' } });
+      expect(r.stderr.toString()).toBe('');
+      expect(eq(fs.readFileSync(out), g.v2)).toBe(true);
+    }
   });
 
   it('--help and --version', () => {

@@ -63,13 +63,42 @@ export function fleetView(app: App): View {
     dialog.showModal();
   };
 
+  const act = (what: string, method: string, path: string, body?: unknown): void => {
+    api(method, path, body).then(
+      () => app.toast(what),
+      (e: unknown) => app.toast(e instanceof Error ? e.message : String(e), 'error'),
+    );
+  };
+
+  const hostActions = (host: HostDto): HTMLElement =>
+    h(
+      'span.host-actions',
+      host.draining
+        ? h('button.small', { onclick: () => act(`${host.id}: no longer draining`, 'DELETE', `/v1/hosts/${encodeURIComponent(host.id)}/drain`) }, 'Undrain')
+        : h(
+            'button.small',
+            {
+              title: 'stop placing work here and live-migrate its guests away',
+              onclick: () => {
+                if (confirm(`Drain ${host.id}? Its guests are live-migrated to compatible hosts.`)) act(`${host.id}: draining`, 'POST', `/v1/hosts/${encodeURIComponent(host.id)}/drain`, { evacuate: true });
+              },
+            },
+            'Drain',
+          ),
+      h(
+        'button.small',
+        { onclick: () => act(`${host.id}: maintenance ${host.maintenance ? 'off' : 'on'}`, 'POST', `/v1/hosts/${encodeURIComponent(host.id)}/maintenance`, { enabled: !host.maintenance }) },
+        host.maintenance ? 'End maintenance' : 'Maintenance',
+      ),
+    );
+
   const hostCard = (host: HostDto): HTMLElement => {
     const vms = [...store.vms.values()].filter((v) => v.hostId === host.id).sort((a, b) => a.name.localeCompare(b.name));
     const flags = [host.draining ? badge('draining', 'warn') : null, host.maintenance ? badge('maintenance', 'warn') : null, host.campaignId ? badge('in campaign', 'info') : null];
     return h(
       'article.host',
       { 'data-testid': `host-${host.id}`, 'data-bitness': host.toolstack.bitness },
-      h('div.host-head', h('strong', host.id), host.hostname !== host.id ? h('span.muted', ` ${host.hostname}`) : null, h('span.spacer'), badge(host.state), ...flags),
+      h('div.host-head', h('strong', host.id), host.hostname !== host.id ? h('span.muted', ` ${host.hostname}`) : null, h('span.spacer'), badge(host.state), ...flags, hostActions(host)),
       h('div.muted', `Xen ${host.toolstack.xenVersion} · ${host.toolstack.bitness}-bit dom0 · ${host.toolstack.streamFormat} stream · ${host.byteOrder}-endian · heartbeat ${ago(host.lastHeartbeatAt)}`),
       h(
         'div.capacity',
@@ -95,7 +124,16 @@ export function fleetView(app: App): View {
                   h('td', String(vm.vcpus)),
                   h('td', badge(vm.state)),
                   h('td.mono', { title: vm.memoryDigest ?? '' }, shortDigest(vm.memoryDigest)),
-                  h('td', vm.state === 'running' && !vm.activeOperationId ? h('button.small', { onclick: () => openMigrate(vm), 'data-testid': `migrate-${vm.id}` }, 'Migrate') : null),
+                  h(
+                    'td.actions-cell',
+                    vm.state === 'running' && !vm.activeOperationId
+                      ? [
+                          h('button.small', { onclick: () => openMigrate(vm), 'data-testid': `migrate-${vm.id}` }, 'Migrate'),
+                          ' ',
+                          h('button.small', { title: 'save it into the suspend-store', onclick: () => act(`suspending ${vm.name}`, 'POST', `/v1/vms/${encodeURIComponent(vm.id)}/suspend`, {}) }, 'Suspend'),
+                        ]
+                      : null,
+                  ),
                 ),
               ),
             ),
@@ -131,7 +169,16 @@ export function fleetView(app: App): View {
           ? h(
               'div.group',
               h('h2', 'Suspended (in the suspend-store)'),
-              h('ul', homeless.map((v) => h('li', `${v.name} · ${mib(v.memoryMiB)} · ${v.state}${v.latestCheckpoint ? ` · checkpoint ${v.latestCheckpoint.id}` : ''}`))),
+              h(
+                'ul',
+                homeless.map((v) =>
+                  h(
+                    'li',
+                    `${v.name} · ${mib(v.memoryMiB)} · ${v.state}${v.latestCheckpoint ? ` · checkpoint ${v.latestCheckpoint.id}` : ''} `,
+                    v.state === 'suspended' ? h('button.small', { onclick: () => act(`resuming ${v.name}`, 'POST', `/v1/vms/${encodeURIComponent(v.id)}/resume`, {}) }, 'Resume') : null,
+                  ),
+                ),
+              ),
             )
           : null,
       );
