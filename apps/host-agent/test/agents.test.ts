@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentReport, VmSpec } from '@ferry/contracts';
-import { Coordinator, spawnAgent, waitFor, type AgentProcess } from './coordinator';
+import { Coordinator, spawnAgent, spawnSuspendStore, waitFor, type AgentProcess } from './coordinator';
 import { FakeStore } from './fake-store';
 
 let cp: Coordinator;
@@ -99,6 +99,28 @@ describe('host agents on loopback', () => {
     expect(res.memoryDigest).toBe(sus.checkpoint.memoryDigest);
     const guests = await cp.freshGuests('h32');
     expect(guests.map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+  });
+
+  it('with the real suspend-store: suspend on a 32-bit legacy host, resume on another one (the store down-converts v2 -> legacy 32)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'ferry-store-'));
+    dirs.push(dir);
+    const token = 'store-admin-token-0123456789';
+    const real = await spawnSuspendStore(dir, token);
+    try {
+      await Promise.all([
+        agent('a32', { FERRY_STORE_TOKEN: token, FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'hvm1:hvm:32M:1:61:4M' }),
+        agent('b32', { FERRY_STORE_TOKEN: token, FERRY_SIM_TOOLSTACK: '4.4-32' }),
+      ]);
+      await cp.dispatch('a32', 'suspend', { operationId: 'sus-r', attempt: 1, vmId: 'hvm1', store: { url: real.url, checkpointId: 'ck-real-hvm1' }, keepRunning: false });
+      const sus = result<{ checkpoint: { sha256: string; memoryDigest: string; vm: VmSpec } }>(await cp.waitFinal('sus-r', 'suspend'));
+      await cp.dispatch('b32', 'resume', { operationId: 'res-r', attempt: 1, vm: sus.checkpoint.vm, store: { url: real.url, checkpointId: 'ck-real-hvm1' }, restore: { format: 'legacy', width: 32 } });
+      const res = result<{ memoryDigest: string }>(await cp.waitFinal('res-r', 'resume'));
+      expect(res.memoryDigest).toBe(sus.checkpoint.memoryDigest);
+      expect((await cp.freshGuests('b32')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+      expect(await cp.freshGuests('a32')).toEqual([]);
+    } finally {
+      await real.kill();
+    }
   });
 
   it('cancels a migration mid-transfer: both sides report CANCELLED and the guest runs on the source', async () => {

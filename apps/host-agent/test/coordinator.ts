@@ -244,3 +244,33 @@ export async function spawnAgent(cp: Coordinator, hostId: string, env: Record<st
     },
   };
 }
+
+/** The real suspend-store (apps/suspend-store) as a process on a free loopback port, local-folder backend. */
+export async function spawnSuspendStore(dir: string, token: string): Promise<{ url: string; kill(): Promise<void> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', FERRY_STORE_BACKEND: 'fs', FERRY_STORE_DIR: dir, FERRY_ADMIN_TOKEN: token, FERRY_LOG_LEVEL: 'error' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const err: string[] = [];
+  child.stderr!.on('data', (c: Buffer) => err.push(c.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then(() => reject(new Error(`suspend-store exited: ${err.join('')}`)));
+    setTimeout(() => reject(new Error('suspend-store did not start within 60 s')), 60_000).unref();
+  });
+  return {
+    url,
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -1,7 +1,8 @@
 /**
  * Test-only suspend-store: the subset of apps/suspend-store's checkpoint API the agent uses
  * (PUT /v1/checkpoints/{id}?vm=..&format=v2 -> 201 {id, vm, size, sha256}; GET /v1/checkpoints/{id}),
- * bearer-token checked. (apps/suspend-store's startSuspendStore was not exported yet when this was written.)
+ * bearer-token checked. Keeps most integration tests light; one test runs against the real apps/suspend-store
+ * (spawnSuspendStore in coordinator.ts).
  */
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';

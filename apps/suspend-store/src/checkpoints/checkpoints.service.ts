@@ -318,14 +318,15 @@ export class CheckpointsService {
     let after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
     const items: CheckpointView[] = [];
     for (;;) {
-      const page = await this.repo.listIds(after, opts.limit - items.length);
+      // Scan in pages of at least 100 ids: with a VM filter most ids may not match.
+      const page = await this.repo.listIds(after, Math.max(100, opts.limit - items.length));
       for (const id of page.names) {
         after = id;
         const meta = await this.repo.getMeta(id).catch(() => null);
         if (!meta || (opts.vm !== undefined && meta.vm !== opts.vm)) continue;
         items.push(view(meta));
+        if (items.length === opts.limit) return { items, nextCursor: page.truncated || id !== page.names.at(-1) ? encodeCursor(id) : null };
       }
-      if (items.length >= opts.limit) return { items, nextCursor: encodeCursor(items.at(-1)!.id) };
       if (!page.truncated) return { items, nextCursor: null };
     }
   }

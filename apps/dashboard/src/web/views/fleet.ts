@@ -70,6 +70,12 @@ export function fleetView(app: App): View {
     );
   };
 
+  // A finished campaign may leave its id on a host until the host's next update: trust the campaign's state.
+  const liveCampaign = (id: string): boolean => {
+    const c = store.campaigns.get(id);
+    return !c || ['running', 'paused', 'aborting'].includes(c.state);
+  };
+
   const hostActions = (host: HostDto): HTMLElement =>
     h(
       'span.host-actions',
@@ -94,7 +100,7 @@ export function fleetView(app: App): View {
 
   const hostCard = (host: HostDto): HTMLElement => {
     const vms = [...store.vms.values()].filter((v) => v.hostId === host.id).sort((a, b) => a.name.localeCompare(b.name));
-    const flags = [host.draining ? badge('draining', 'warn') : null, host.maintenance ? badge('maintenance', 'warn') : null, host.campaignId ? badge('in campaign', 'info') : null];
+    const flags = [host.draining ? badge('draining', 'warn') : null, host.maintenance ? badge('maintenance', 'warn') : null, host.campaignId && liveCampaign(host.campaignId) ? badge('in campaign', 'info') : null];
     return h(
       'article.host',
       { 'data-testid': `host-${host.id}`, 'data-bitness': host.toolstack.bitness },
