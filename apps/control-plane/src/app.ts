@@ -59,6 +59,9 @@ export async function startControlPlane(env: Record<string, string | undefined> 
     forceCloseConnections: true,
   });
   app.useBodyParser('json', { limit: '8mb' });
+  // no ETag hashing of every (large) JSON body, no x-powered-by
+  app.set('etag', false);
+  app.disable('x-powered-by');
   const doc = SwaggerModule.createDocument(
     app,
     new DocumentBuilder().setTitle('Ferry control plane').setDescription('Migrations, suspend/resume and fleet upgrade campaigns. Agent protocol: docs/jobs.md').setVersion('1').addBearerAuth().build(),

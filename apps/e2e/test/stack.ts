@@ -141,9 +141,46 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       }, 45_000);
       const e = await exited;
       clearTimeout(t);
+      // A shared Redis (REDIS_URL or localhost:6379) keeps the stack's keys: drop them. A Redis
+      // that `ferry up` started itself keeps its data in the state dir, which the caller removes.
+      const used = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(out)?.[1];
+      if (used) await dropRedisPrefix(used, prefix).catch(() => 0);
       return e;
     },
   };
+}
+
+/** Sends RESP commands one after the other on one connection; resolves with the raw replies' text. */
+function redisCommands(url: string, cmds: string[][]): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) });
+    let buf = '';
+    const all = [...(u.password ? [u.username ? ['AUTH', decodeURIComponent(u.username), decodeURIComponent(u.password)] : ['AUTH', decodeURIComponent(u.password)]] : []), ...cmds, ['QUIT']];
+    sock.on('connect', () => sock.write(all.map((a) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join('')}`).join('')));
+    sock.on('data', (d) => (buf += d.toString('utf8')));
+    sock.on('end', () => resolve(buf));
+    sock.on('error', reject);
+  });
+}
+
+/** Deletes every key under `prefix:` (the stack's Redis state) from a shared Redis. */
+export async function dropRedisPrefix(url: string, prefix: string): Promise<number> {
+  let cursor = '0';
+  let n = 0;
+  do {
+    const reply = await redisCommands(url, [['SCAN', cursor, 'MATCH', `${prefix}:*`, 'COUNT', '1000']]);
+    // *2\r\n$<n>\r\n<cursor>\r\n*<k>\r\n($<n>\r\n<key>\r\n)*
+    const lines = reply.split('\r\n');
+    const i = lines.findIndex((l) => l === '*2');
+    cursor = lines[i + 2] ?? '0';
+    const keys: string[] = [];
+    for (let j = i + 5; j < lines.length; j += 2) if (lines[j - 1]?.startsWith('$')) keys.push(lines[j]!);
+    const mine = keys.filter((k) => k.startsWith(`${prefix}:`));
+    if (mine.length) await redisCommands(url, [['UNLINK', ...mine]]);
+    n += mine.length;
+  } while (cursor !== '0');
+  return n;
 }
 
 export function alive(pid: number): boolean {

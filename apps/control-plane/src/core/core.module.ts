@@ -19,6 +19,8 @@ class Closer implements OnApplicationShutdown {
     private readonly producer: HostJobProducer,
   ) {}
   async onApplicationShutdown(): Promise<void> {
+    // let handlers that were mid-request when the server closed finish their Redis calls
+    await new Promise((r) => setTimeout(r, 100));
     await this.producer.close().catch(() => undefined);
     await this.redis.quit().catch(() => undefined);
   }

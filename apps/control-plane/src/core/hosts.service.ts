@@ -84,10 +84,14 @@ export class HostsService {
     private readonly events: EventsRepository,
   ) {}
 
+  private vmCache: { at: number; vms: Promise<VmRecord[]> } | null = null;
+
+  /** Host list; the per-host "used" figures come from VM records read at most once a second per replica. */
   async list(): Promise<HostDto[]> {
-    const hosts = await this.hosts.all();
-    const vms = await this.vms.many(await this.vms.allIds());
-    return hosts.map((h) => hostToDto(h, vms, this.cfg));
+    const now = Date.now();
+    if (!this.vmCache || now - this.vmCache.at > 1000) this.vmCache = { at: now, vms: this.vms.allIds().then((ids) => this.vms.many(ids)) };
+    const [hosts, vms] = await Promise.all([this.hosts.all(), this.vmCache.vms]);
+    return hosts.map((h) => hostToDto(h, vms, this.cfg, now));
   }
 
   async get(id: string): Promise<HostDto> {
