@@ -249,7 +249,7 @@ export class CheckpointsService {
           'content-length': String(range.end - range.start + 1),
           'content-range': `bytes ${range.start}-${range.end}/${meta.size}`,
         },
-        body: this.counted(verifiedRange(meta, readAhead(coalesce(asBytes(raw), CHUNK)), range.start, range.end)),
+        body: this.counted(verifiedRange(meta, readAhead(asBytes(raw)), range.start, range.end)),
       };
     }
     const raw = await this.repo.openImage(meta);
@@ -257,14 +257,14 @@ export class CheckpointsService {
     return {
       status: 200,
       headers: { ...this.headers(meta), 'content-length': String(meta.size) },
-      body: this.counted(verifiedWhole(meta, readAhead(coalesce(asBytes(raw), CHUNK)))),
+      body: this.counted(verifiedWhole(meta, readAhead(asBytes(raw)))),
     };
   }
 
   private async readLegacy(meta: CheckpointMeta, width: 32 | 64): Promise<ReadResult> {
     const raw = await this.repo.openImage(meta);
     if (!raw) throw this.missing(meta);
-    const checked = verifiedWhole(meta, readAhead(coalesce(asBytes(raw), CHUNK)))[Symbol.asyncIterator]();
+    const checked = verifiedWhole(meta, readAhead(asBytes(raw)))[Symbol.asyncIterator]();
     // The codec gets an iterator it cannot close early, so whatever it leaves unread is still
     // read and checked below before the last converted chunk goes out.
     const source: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: () => checked.next() }) };
