@@ -17,11 +17,10 @@ const SERVICES: Record<string, { summary: string; start: (role: string) => Start
     start: (role) => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const cp = require('@ferry/control-plane') as typeof import('@ferry/control-plane');
-      const http: Starter = (env) => cp.startControlPlane(env);
+      // The HTTP app runs the worker modules too unless its role is `api`.
+      const http: Starter = (env) => cp.startControlPlane({ ...env, FERRY_CONTROL_PLANE_ROLE: role === 'http' ? 'api' : 'all' });
       const worker: Starter = (env) => cp.startControlPlaneWorker(env);
-      if (role === 'http') return [http];
-      if (role === 'worker') return [worker];
-      return [http, worker];
+      return [role === 'worker' ? worker : http];
     },
   },
   'control-plane-worker': {
