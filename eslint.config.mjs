@@ -34,6 +34,8 @@ export default [
             { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:contracts', 'type:lib', 'type:codec'] },
             { sourceTag: 'type:testing', onlyDependOnLibsWithTags: ['type:contracts', 'type:lib', 'type:codec'] },
             { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:codec', 'type:contracts', 'type:lib', 'type:testing'] },
+            // The CLI launches the services (`ferry serve`), so it alone may import apps.
+            { sourceTag: 'type:cli', onlyDependOnLibsWithTags: ['type:codec', 'type:contracts', 'type:lib', 'type:app'] },
             // The browser app never reaches backend libraries.
             {
               sourceTag: 'scope:frontend',

@@ -80,10 +80,10 @@ export class Progress {
   /** Wraps a source so every chunk read advances the bar. */
   track(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
     if (!this.enabled) return source;
-    const self = this;
+    const add = (n: number): void => this.add(n);
     return (async function* () {
       for await (const c of source) {
-        self.add(c.byteLength);
+        add(c.byteLength);
         yield c;
       }
     })();

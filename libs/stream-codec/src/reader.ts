@@ -113,7 +113,6 @@ export class StreamReader {
 
   /** Discards exactly n bytes without buffering them all. */
   async skip(n: number, context: string): Promise<void> {
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
     for await (const _ of this.stream(n, context)) {
       /* discard */
     }

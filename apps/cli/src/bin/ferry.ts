@@ -44,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
   }
   let mod: { run?: (a: string[]) => Promise<number> };
   try {
+    // Verbs load lazily so one broken verb cannot break the others.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     mod = require(verb.module) as typeof mod;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String((e as Error).message).includes(verb.module.slice(3))) {
