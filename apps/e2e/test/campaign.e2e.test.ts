@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, call, freePort, list, redisUnavailable, startStack, waitUntil, type Stack } from './stack';
 
 const skip = redisUnavailable();
+if (skip && process.env.FERRY_REQUIRE_SERVICES === '1') throw new Error(`[e2e] required (FERRY_REQUIRE_SERVICES=1): ${skip}`);
 if (skip) console.log(`[e2e] skipped: ${skip}`);
 
 describe.skipIf(skip !== null)('npm start -> a finished 32->64 campaign', () => {

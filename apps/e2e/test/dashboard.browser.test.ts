@@ -17,6 +17,7 @@ const SHOTS = path.join(REPO_ROOT, 'test-artifacts', 'screenshots');
 const LEGACY_32 = path.join(REPO_ROOT, 'libs/stream-codec/test/legacy/golden/pv32-w32-libxc.legacy');
 
 const skip = !fs.existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (set FERRY_CHROMIUM)` : redisUnavailable();
+if (skip && process.env.FERRY_REQUIRE_SERVICES === '1') throw new Error(`[dashboard browser tests] required (FERRY_REQUIRE_SERVICES=1): ${skip}`);
 if (skip) console.log(`[dashboard browser tests] skipped: ${skip}`);
 
 describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', () => {

@@ -74,11 +74,14 @@ export function getS3Config(): Promise<S3TestConfig | null> {
     const env = s3ConfigFromEnv();
     if (env) return env;
     try {
-      return await startMinio();
+      const minio = await startMinio();
+      if (minio) return minio;
     } catch (e) {
       reason = `MinIO through testcontainers failed: ${(e as Error).message.split('\n')[0]}`;
-      return null;
     }
+    // CI sets FERRY_REQUIRE_SERVICES=1: a missing S3 server fails the run instead of skipping suites.
+    if (process.env.FERRY_REQUIRE_SERVICES === '1') throw new Error(`S3 is required (FERRY_REQUIRE_SERVICES=1) but unavailable: ${reason}`);
+    return null;
   })();
   return cached;
 }

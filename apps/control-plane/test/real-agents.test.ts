@@ -2,7 +2,7 @@
  * Real host-agent processes (sim driver) against the control plane: a legacy 32-bit host and two
  * v2 64-bit hosts; a live migration legacy -> v2 keeps the guest's memory digest; then an upgrade
  * campaign of the legacy host during which the control plane is killed and restarted.
- * Slow (spawns processes): `npx vitest run apps/control-plane/test/real-agents.slow.test.ts`
+ * Spawns processes (about 15 s); part of npm test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
