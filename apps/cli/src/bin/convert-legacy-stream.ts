@@ -122,7 +122,7 @@ export async function main(argv: string[]): Promise<number> {
   const auto = width === 'auto' || guest === 'auto';
   const sink = new FdSink(fd);
   // FERRY_READ_BYTES: smaller reads, for tests that make every record straddle recycled buffers.
-  const readBytes = Number(process.env.FERRY_READ_BYTES) || 4 * 1024 * 1024;
+  const readBytes = Number(process.env.FERRY_READ_BYTES) || 1024 * 1024;
   const input = new PooledInput(inFd, sink, readBytes);
   const reader = new StreamReader(input.chunks());
   input.reader = reader;

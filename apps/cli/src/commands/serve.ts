@@ -44,10 +44,23 @@ const SERVICES: Record<string, { summary: string; start: (role: string) => Start
     start: () => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const a = require('@ferry/host-agent') as { startHostAgent: Starter };
-      return [(env) => a.startHostAgent(env)];
+      return [(env) => a.startHostAgent(withDerivedAgentToken(env))];
     },
   },
 };
+
+/**
+ * Small deployments (docker-compose) may give agents the shared FERRY_AGENT_SECRET instead of a
+ * per-host FERRY_AGENT_TOKEN; the token is then derived here. Production should hand each host
+ * its own token (POST /v1/hosts/{id}/agent-credentials), so that no agent can act for another.
+ */
+function withDerivedAgentToken(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env.FERRY_AGENT_TOKEN || !env.FERRY_AGENT_SECRET || !env.FERRY_HOST_ID) return env;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { deriveAgentToken } = require('@ferry/config') as typeof import('@ferry/config');
+  process.stderr.write('host-agent: FERRY_AGENT_TOKEN derived from FERRY_AGENT_SECRET (use per-host tokens in production)\n');
+  return { ...env, FERRY_AGENT_TOKEN: deriveAgentToken(env.FERRY_AGENT_SECRET, env.FERRY_HOST_ID) };
+}
 
 function usage(): string {
   const lines = ['usage: ferry serve <service> [--role http|worker|all]', '', 'services:'];

@@ -46,7 +46,9 @@ export function openOutputFd(spec: string): number {
 }
 
 const IOV_MAX = 1024;
-const BATCH_BYTES = 8 * 1024 * 1024;
+// Small batches: the bytes just read are still in the CPU cache when they are written.
+// On the machines measured, 4-8 MiB writev calls ran at a third of the speed of 256 KiB ones.
+const BATCH_BYTES = 256 * 1024;
 
 /**
  * Blocking I/O: a converter has nothing else to do meanwhile, and a synchronous call
@@ -78,7 +80,7 @@ async function flushAll(fd: number, bufs: Uint8Array[]): Promise<void> {
 
 /**
  * A writev sink that batches chunks (views, never copied) into system calls of up
- * to 8 MiB / 1024 pieces. `flush()` may be called from elsewhere while the sink is
+ * to 256 KiB / 1024 pieces. `flush()` may be called from elsewhere while the sink is
  * waiting for its next chunk (the pooled input does, before it reuses a buffer).
  */
 export class FdSink {
@@ -115,7 +117,7 @@ export class FdSink {
   }
 }
 
-/** Writes chunks (views, never copied) with writev in batches of up to 8 MiB / 1024 pieces. */
+/** Writes chunks (views, never copied) with writev in batches of up to 256 KiB / 1024 pieces. */
 export function writeToFd(chunks: AsyncIterable<Uint8Array>, fd: number, onBytes?: (n: number) => void): Promise<number> {
   return new FdSink(fd, onBytes).drain(chunks);
 }
