@@ -2,10 +2,11 @@
  * The operator verbs end to end: a real control plane on real Redis (one key prefix per test),
  * in-test fake agents, and `ferry` run as a child process against it.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HostDto } from '@ferry/contracts';
+// eslint-disable-next-line @nx/enforce-module-boundaries -- test-only: the control plane's in-test World and fake agents (no published entry point)
 import { ADMIN, LEGACY32, V2_64, World, guest } from '../../control-plane/test/harness';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -120,5 +121,57 @@ describe('ferry operator verbs', () => {
     expect(blocked.stdout).toMatch(/feasible: no/);
 
     expect((await ferry(url, ['campaign', 'plan'])).code).toBe(2);
+  });
+
+  it('Ctrl-C stops following and says how to cancel; migrate --cancel cancels; suspend and resume follow to done', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'h1', toolstack: V2_64, guests: [guest('vm-c'), guest('vm-s')], roundMs: 150, rounds: 40 });
+    await w.agent(url, { hostId: 'h2', toolstack: V2_64 });
+
+    const child = spawn(process.execPath, [BIN, 'migrate', 'vm-c'], { cwd: ROOT, env: { ...process.env, FERRY_URL: url, FERRY_TOKEN: ADMIN } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const deadline = Date.now() + 20_000;
+    while (!/precopy/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const id = /migration (\S+) queued/.exec(err)![1]!;
+    expect(err).toContain(`ferry migrate --cancel ${id}`);
+
+    const c = await ferry(url, ['migrate', '--cancel', id]);
+    expect(c.stderr).toBe('');
+    expect(c.code).toBe(0);
+    expect(c.stdout).toMatch(/vm-c stays on h1/);
+
+    const s = await ferry(url, ['suspend', 'vm-s']);
+    expect(s.code).toBe(0);
+    expect(s.stdout).toMatch(/suspend of vm-s completed/);
+    const r = await ferry(url, ['resume', 'vm-s', '--host', 'h2']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/resume of vm-s completed \(host h2\)/);
+  });
+
+  it('campaign start --watch follows the campaign to completed; list and get show it', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'old-w', toolstack: LEGACY32, guests: [guest('cw')], roundMs: 20, rounds: 2 });
+    await w.agent(url, { hostId: 'new-w', toolstack: V2_64 });
+
+    const r = await ferry(url, ['campaign', 'start', '--bitness', '32', '--name', 'cli-test', '--watch']);
+    expect(r.stderr).toMatch(/campaign \S+ started/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/host old-w: draining/);
+    expect(r.stdout).toMatch(/host old-w: done/);
+    expect(r.stdout).toMatch(/\(cli-test\): completed, 1\/1 host\(s\) done\n$/);
+    const id = /campaign (\S+) started/.exec(r.stderr)![1]!;
+
+    const l = await ferry(url, ['campaign', 'list']);
+    expect(l.stdout).toMatch(new RegExp(`${id}\\s+cli-test\\s+completed`));
+    const g = await ferry(url, ['campaign', 'get', id, '--json']);
+    expect(JSON.parse(g.stdout)).toMatchObject({ id, state: 'completed' });
   });
 });

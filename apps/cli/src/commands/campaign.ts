@@ -95,7 +95,7 @@ async function watch(ctx: Ctx, id: string): Promise<number> {
       drawn = text.split('\n').length - 1;
       return;
     }
-    for (const [k, line] of [['', summary(c)], ...c.hosts.map((h) => [h.hostId, hostLine(h)])] as [string, string][]) {
+    for (const [k, line] of [...c.hosts.map((h) => [h.hostId, hostLine(h)]), ['', summary(c)]] as [string, string][]) {
       if (seen.get(k) !== line) process.stdout.write(line + '\n');
       seen.set(k, line);
     }
@@ -112,7 +112,7 @@ async function watch(ctx: Ctx, id: string): Promise<number> {
     return 130;
   }
   if (ctx.json) printJson(c);
-  else if (!tty) process.stdout.write(summary(c) + '\n');
+  else if (!tty && seen.get('') !== summary(c)) process.stdout.write(summary(c) + '\n');
   return c.state === 'completed' ? 0 : 1;
 }
 
@@ -142,7 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     switch (sub) {
       case 'plan':
       case 'start': {
-        if (id !== undefined) return usageError(ctx, `${sub} takes options, not arguments`, USAGE);
+        if (id !== undefined) return usageError(ctx, `${sub} takes options, not arguments`);
         const req = request(ctx.values);
         if (sub === 'plan') {
           const p = await c.campaigns.plan(req);
@@ -164,7 +164,7 @@ export async function run(argv: string[]): Promise<number> {
       case 'pause':
       case 'resume':
       case 'abort': {
-        if (!id || extra.length) return usageError(ctx, `${sub} needs one campaign id`, USAGE);
+        if (!id || extra.length) return usageError(ctx, `${sub} needs one campaign id`);
         if (sub === 'watch') return await watch(ctx, id);
         const x = sub === 'get' ? await c.campaigns.get(id) : await c.campaigns[sub](id);
         if (ctx.json) printJson(x);
@@ -172,16 +172,16 @@ export async function run(argv: string[]): Promise<number> {
         return 0;
       }
       case 'list': {
-        if (id !== undefined) return usageError(ctx, 'list takes no arguments', USAGE);
+        if (id !== undefined) return usageError(ctx, 'list takes no arguments');
         const p = await c.campaigns.list({ limit: Number(ctx.values.limit) || 50 });
         if (ctx.json) printJson(p);
         else process.stdout.write(p.items.length ? table(['ID', 'NAME', 'STATE', 'STRATEGY', 'HOSTS', 'CREATED'], p.items.map((x) => [x.id, x.name, x.state, x.request.strategy, `${x.counts.hostsDone}/${x.counts.hostsTotal}${x.counts.hostsFailed ? ` (${x.counts.hostsFailed} failed)` : ''}`, x.createdAt])) : 'no campaigns\n');
         return 0;
       }
       case undefined:
-        return usageError(ctx, 'needs a subcommand', USAGE);
+        return usageError(ctx, 'needs a subcommand');
       default:
-        return usageError(ctx, `unknown subcommand '${sub}'`, USAGE);
+        return usageError(ctx, `unknown subcommand '${sub}'`);
     }
   } catch (e) {
     return fail(ctx, e);

@@ -20,21 +20,21 @@ export async function run(argv: string[]): Promise<number> {
   try {
     switch (sub) {
       case 'list': {
-        if (!need(ctx.positionals.length ? 1 : 0)) return usageError(ctx, 'list takes no arguments', USAGE);
+        if (!need(ctx.positionals.length ? 1 : 0)) return usageError(ctx, 'list takes no arguments');
         const hs = await c.hosts.list();
         if (ctx.json) printJson(hs);
         else process.stdout.write(hs.length ? hostsTable(hs) : 'no hosts\n');
         return 0;
       }
       case 'get': {
-        if (!id || !need(2)) return usageError(ctx, 'get needs one host id', USAGE);
+        if (!id || !need(2)) return usageError(ctx, 'get needs one host id');
         const h = await c.hosts.get(id);
         if (ctx.json) printJson(h);
         else process.stdout.write(hostDetail(h));
         return 0;
       }
       case 'drain': {
-        if (!id || !need(2)) return usageError(ctx, 'drain needs one host id', USAGE);
+        if (!id || !need(2)) return usageError(ctx, 'drain needs one host id');
         if (ctx.values.off) {
           const h = await c.hosts.undrain(id);
           if (ctx.json) printJson(h);
@@ -50,14 +50,14 @@ export async function run(argv: string[]): Promise<number> {
         return 0;
       }
       case 'maintenance': {
-        if (!id || (arg !== 'on' && arg !== 'off') || extra.length) return usageError(ctx, 'maintenance needs a host id and on|off', USAGE);
+        if (!id || (arg !== 'on' && arg !== 'off') || extra.length) return usageError(ctx, 'maintenance needs a host id and on|off');
         const h = await c.hosts.maintenance(id, arg === 'on');
         if (ctx.json) printJson(h);
         else process.stdout.write(`host ${h.id}: maintenance ${h.maintenance ? 'on' : 'off'}\n`);
         return 0;
       }
       default:
-        return usageError(ctx, `unknown subcommand '${sub}'`, USAGE);
+        return usageError(ctx, `unknown subcommand '${sub}'`);
     }
   } catch (e) {
     return fail(ctx, e);

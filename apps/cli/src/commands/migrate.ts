@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
   const v = ctx.values;
   const cancelId = v.cancel as string | undefined;
   if (cancelId !== undefined) {
-    if (ctx.positionals.length) return usageError(ctx, '--cancel takes a migration id and nothing else', USAGE);
+    if (ctx.positionals.length) return usageError(ctx, '--cancel takes a migration id and nothing else');
     try {
       const m = await ctx.client.migrations.cancel(cancelId);
       if (ctx.json) printJson(m);
@@ -56,20 +56,20 @@ export async function run(argv: string[]): Promise<number> {
   }
   const watchId = v.watch as string | undefined;
   if (watchId !== undefined) {
-    if (ctx.positionals.length) return usageError(ctx, '--watch takes a migration id and nothing else', USAGE);
+    if (ctx.positionals.length) return usageError(ctx, '--watch takes a migration id and nothing else');
     try {
       return await followMigration(ctx, watchId);
     } catch (e) {
       return fail(ctx, e);
     }
   }
-  if (ctx.positionals.length !== 1) return usageError(ctx, 'needs exactly one VM id', USAGE);
+  if (ctx.positionals.length !== 1) return usageError(ctx, 'needs exactly one VM id');
   const mode = v.mode as string;
-  if (mode !== 'live' && mode !== 'cold') return usageError(ctx, '--mode must be live or cold', USAGE);
+  if (mode !== 'live' && mode !== 'cold') return usageError(ctx, '--mode must be live or cold');
   let bandwidth: number | undefined;
   if (v.bandwidth !== undefined) {
     const b = parseBandwidth(v.bandwidth as string);
-    if (b === null) return usageError(ctx, `bad --bandwidth '${String(v.bandwidth)}' (e.g. 100M)`, USAGE);
+    if (b === null) return usageError(ctx, `bad --bandwidth '${String(v.bandwidth)}' (e.g. 100M)`);
     bandwidth = b;
   }
   const vm = ctx.positionals[0]!;

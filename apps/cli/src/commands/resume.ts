@@ -12,7 +12,7 @@ const USAGE = `usage: ferry resume VM [--host H] [--detach]
 export async function run(argv: string[]): Promise<number> {
   const ctx = parse('resume', argv, { host: { type: 'string' }, detach: { type: 'boolean', default: false } }, USAGE);
   if (typeof ctx === 'number') return ctx;
-  if (ctx.positionals.length !== 1) return usageError(ctx, 'needs exactly one VM id', USAGE);
+  if (ctx.positionals.length !== 1) return usageError(ctx, 'needs exactly one VM id');
   try {
     const op = await ctx.client.vms.resume(ctx.positionals[0]!, ctx.values.host as string | undefined);
     if (ctx.values.detach) {

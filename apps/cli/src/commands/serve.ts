@@ -4,6 +4,7 @@
  * setting stops it at start with a one-line message naming the variable.
  */
 import { parseArgs } from 'node:util';
+import { deriveAgentToken } from '@ferry/config';
 
 interface Running {
   url?: string;
@@ -56,8 +57,6 @@ const SERVICES: Record<string, { summary: string; start: (role: string) => Start
  */
 function withDerivedAgentToken(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (env.FERRY_AGENT_TOKEN || !env.FERRY_AGENT_SECRET || !env.FERRY_HOST_ID) return env;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { deriveAgentToken } = require('@ferry/config') as typeof import('@ferry/config');
   process.stderr.write('host-agent: FERRY_AGENT_TOKEN derived from FERRY_AGENT_SECRET (use per-host tokens in production)\n');
   return { ...env, FERRY_AGENT_TOKEN: deriveAgentToken(env.FERRY_AGENT_SECRET, env.FERRY_HOST_ID) };
 }

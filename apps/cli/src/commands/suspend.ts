@@ -11,7 +11,7 @@ const USAGE = `usage: ferry suspend VM [--detach]
 export async function run(argv: string[]): Promise<number> {
   const ctx = parse('suspend', argv, { detach: { type: 'boolean', default: false } }, USAGE);
   if (typeof ctx === 'number') return ctx;
-  if (ctx.positionals.length !== 1) return usageError(ctx, 'needs exactly one VM id', USAGE);
+  if (ctx.positionals.length !== 1) return usageError(ctx, 'needs exactly one VM id');
   try {
     const op = await ctx.client.vms.suspend(ctx.positionals[0]!);
     if (ctx.values.detach) {

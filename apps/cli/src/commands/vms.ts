@@ -16,7 +16,7 @@ export async function run(argv: string[]): Promise<number> {
   const [sub = 'list', id] = ctx.positionals;
   try {
     if (sub === 'list') {
-      if (ctx.positionals.length > 1) return usageError(ctx, 'list takes no arguments', USAGE);
+      if (ctx.positionals.length > 1) return usageError(ctx, 'list takes no arguments');
       const items: VmDto[] = [];
       let total = Infinity;
       // every page: the API caps a page at 500
@@ -31,13 +31,13 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     if (sub === 'get') {
-      if (!id || ctx.positionals.length !== 2) return usageError(ctx, 'get needs one VM id', USAGE);
+      if (!id || ctx.positionals.length !== 2) return usageError(ctx, 'get needs one VM id');
       const v = await ctx.client.vms.get(id);
       if (ctx.json) printJson(v);
       else process.stdout.write(vmDetail(v));
       return 0;
     }
-    return usageError(ctx, `unknown subcommand '${sub}'`, USAGE);
+    return usageError(ctx, `unknown subcommand '${sub}'`);
   } catch (e) {
     return fail(ctx, e);
   }

@@ -43,7 +43,7 @@ export function parse(verb: string, argv: string[], options: Options, usage: str
       },
     });
   } catch (e) {
-    process.stderr.write(`ferry ${verb}: ${(e as Error).message}\n${usage}`);
+    process.stderr.write(`ferry ${verb}: ${(e as Error).message} (see ferry ${verb} --help)\n`);
     return 2;
   }
   const v = a.values as Record<string, string | boolean | undefined>;
@@ -56,15 +56,15 @@ export function parse(verb: string, argv: string[], options: Options, usage: str
   return { verb, url, token, json: v.json === true, client: new FerryClient({ baseUrl: url, token }), values: v, positionals: a.positionals };
 }
 
-export function usageError(ctx: { verb: string }, msg: string, usage: string): number {
-  process.stderr.write(`ferry ${ctx.verb}: ${msg}\n${usage}`);
+export function usageError(ctx: { verb: string }, msg: string): number {
+  process.stderr.write(`ferry ${ctx.verb}: ${msg} (see ferry ${ctx.verb} --help)\n`);
   return 2;
 }
 
 /** One line on stderr; exit 1 for API and network errors, 2 for usage errors. Rethrows bugs. */
 export function fail(ctx: { verb: string; url: string }, e: unknown, hint?: (status: number, msg: string) => string | undefined): number {
   if (e instanceof UsageError) {
-    process.stderr.write(`ferry ${ctx.verb}: ${e.message}\n`);
+    process.stderr.write(`ferry ${ctx.verb}: ${e.message} (see ferry ${ctx.verb} --help)\n`);
     return 2;
   }
   if (e instanceof FerryApiError) {
@@ -150,7 +150,8 @@ export async function* events(ctx: Ctx, entity: EventEntity, id: string, onOpen:
           }
           if (type === 'hello') {
             failures = 0;
-            if (!opened) {
+            // (re)subscribed: read the current state unless Last-Event-ID replays what we missed
+            if (!opened || !lastId) {
               opened = true;
               await onOpen();
             }
