@@ -13,12 +13,16 @@ import { decodeV2 } from '../../src/v2/decoder';
 import { encodeV2 } from '../../src/v2/encoder';
 import { verifyV2 } from '../../src/verify';
 
-const DIR = '/work/shared/corpus/real-xen-4.17';
+import * as path from 'node:path';
+
+// The corpus lives in ../shared beside the repository (read in place, never copied in).
+const DIR = process.env.FERRY_XEN_CORPUS ?? path.resolve(__dirname, '../../../../../shared/corpus/real-xen-4.17');
 const IMAGES = [
   { file: 'pv-88M.xlsave.gz', bytes: 92468222, sha256: 'defd307b6d3fa1944b294378f76a736abb6a156db1eeaac953b8f8933beb5dbd', guest: 'pv' },
   { file: 'hvm-64M.xlsave.gz', bytes: 75545289, sha256: '014d5378a6d3791cbfe7245516dd173c635edcba90edcdab0118a6689222063d', guest: 'hvm' },
 ] as const;
 const present = fs.existsSync(DIR);
+if (!present && process.env.FERRY_REQUIRE_SERVICES === '1') throw new Error(`real Xen corpus missing at ${DIR} (FERRY_REQUIRE_SERVICES=1)`);
 const open = (f: string) => fs.createReadStream(`${DIR}/${f}`).pipe(createGunzip({ chunkSize: 1 << 20 }));
 
 describe.skipIf(!present)('real Xen 4.17 xl save images', () => {
