@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleD
 import type Redis from 'ioredis';
 import { sameToolstack, type CampaignDto, type CampaignHostPlan, type CampaignVmPlan } from '@ferry/contracts';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
+import { PeriodicTask } from '../core/periodic';
 import { Lease, nowIso } from '../core/redis';
 import { CampaignsRepository, EventsRepository, HostsRepository, MigrationsRepository, OperationsRepository, RedisKeys, VmsRepository } from '../core/repos';
 import { MigrationsService } from '../core/migrations.service';
@@ -20,9 +21,7 @@ const ACTIVE_STEPS = ['draining', 'upgrading', 'awaiting-return', 'refilling'];
 export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly log = new Logger('campaigns');
   private readonly leases = new Map<string, Lease>();
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = false;
+  private loop: PeriodicTask | null = null;
 
   constructor(
     @Inject(CP_CONFIG) private readonly cfg: CpConfig,
@@ -39,23 +38,12 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
   ) {}
 
   onApplicationBootstrap(): void {
-    this.schedule(0);
+    this.loop = new PeriodicTask(this.cfg.FERRY_SCHEDULER_INTERVAL_MS, () => this.tick(), this.log);
+    this.loop.start();
   }
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.tick()
-        .catch((e: unknown) => this.log.error(`tick failed: ${e instanceof Error ? e.stack : String(e)}`))
-        .finally(() => {
-          this.running = null;
-          this.schedule(this.cfg.FERRY_SCHEDULER_INTERVAL_MS);
-        });
-    }, ms);
-  }
+
   async onModuleDestroy(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop?.stop();
     for (const l of this.leases.values()) await l.release().catch(() => undefined);
   }
 

@@ -4,6 +4,7 @@ import type Redis from 'ioredis';
 import { HostJobProducer } from '@ferry/queue';
 import { canReceive, phaseIndex, type MigrationPhase, type RestoreFormat } from '@ferry/contracts';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
+import { PeriodicTask } from '../core/periodic';
 import { Lease } from '../core/redis';
 import { EventsRepository, HostsRepository, MigrationsRepository, OperationsRepository, VmsRepository, RedisKeys, type HostRecord, type MigrationRecord, type VmRecord } from '../core/repos';
 import { MigrationsService } from '../core/migrations.service';
@@ -21,9 +22,7 @@ const SCAN_PER_TICK = 2000;
 export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly log = new Logger('scheduler');
   private lease!: Lease;
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = false;
+  private loop: PeriodicTask | null = null;
 
   constructor(
     @Inject(CP_CONFIG) private readonly cfg: CpConfig,
@@ -41,25 +40,12 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
 
   onApplicationBootstrap(): void {
     this.lease = new Lease(this.redis, this.k.lease('scheduler'), this.cfg.FERRY_LEASE_MS);
-    this.schedule(0);
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.tick()
-        .catch((e: unknown) => this.log.error(`tick failed: ${e instanceof Error ? e.message : String(e)}`))
-        .finally(() => {
-          this.running = null;
-          this.schedule(this.cfg.FERRY_SCHEDULER_INTERVAL_MS);
-        });
-    }, ms);
+    this.loop = new PeriodicTask(this.cfg.FERRY_SCHEDULER_INTERVAL_MS, () => this.tick(), this.log);
+    this.loop.start();
   }
 
   async onModuleDestroy(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop?.stop();
     await this.lease?.release().catch(() => undefined);
   }
 

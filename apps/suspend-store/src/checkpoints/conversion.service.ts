@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import {
+  type StreamFacts,
   AmbiguousStreamError,
   MalformedStreamError,
   NeedMoreBytesError,
@@ -27,23 +28,8 @@ export interface IngestOptions {
   guest: DeclaredGuest;
 }
 
-/** What the codec learnt about an image while reading it (mirrors the codec's StreamFacts). */
-export interface ImageFacts {
-  framing: 'xl' | 'libxl' | 'libxc';
-  input: 'v2' | 'legacy';
-  byteOrder: 'little' | 'big';
-  guest: 'pv' | 'hvm';
-  guestWidth?: 32 | 64;
-  toolstackWidth?: 32 | 64;
-  widthSource?: 'declared' | 'detected';
-  guestSource?: 'declared' | 'detected';
-  xenVersion?: string;
-  pages: number;
-  vcpus: number;
-  records: number;
-  bytesIn: number;
-  bytesOut: number;
-}
+/** What the codec learnt about an image while reading it. */
+export type ImageFacts = StreamFacts;
 
 /** Why the codec refused an image, for a 422 body and the refusal metric. */
 export interface CodecRefusal {
@@ -60,7 +46,7 @@ export class ConversionService {
   ingest(source: AsyncIterable<Uint8Array>, opts: IngestOptions): { output: AsyncIterable<Uint8Array>; facts: Promise<ImageFacts> } {
     const r = ingestToV2(source, { format: opts.format, width: opts.width, guest: opts.guest });
     // The caller awaits facts only after output succeeded; keep a rejection from being unhandled meanwhile.
-    const facts = r.facts as Promise<ImageFacts>;
+    const facts: Promise<ImageFacts> = r.facts;
     facts.catch(() => undefined);
     return { output: r.output, facts };
   }
