@@ -97,7 +97,7 @@ export class S3Backend implements ObjectBackend {
     }
     if (expected !== undefined && expected <= SINGLE_PUT_MAX) {
       // One streamed PUT: the object appears only if every announced byte arrived.
-      const stream = Readable.from(counted(), { objectMode: false, highWaterMark: 1 });
+      const stream = quiet(Readable.from(counted(), { objectMode: false, highWaterMark: 1 }));
       const onAbort = (): void => void stream.destroy(new Error('upload aborted'));
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
@@ -116,7 +116,7 @@ export class S3Backend implements ObjectBackend {
     }
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: Readable.from(counted(), { objectMode: false, highWaterMark: 1 }) },
+      params: { Bucket: this.bucket, Key: key, Body: quiet(Readable.from(counted(), { objectMode: false, highWaterMark: 1 })) },
       partSize: this.opts.partSize,
       queueSize: this.opts.queueSize,
       leavePartsOnError: false,
@@ -270,4 +270,14 @@ function statusOf(e: unknown): number | undefined {
   if (e instanceof S3ServiceException) return e.$metadata.httpStatusCode;
   const m = (e as { $metadata?: { httpStatusCode?: number } }).$metadata;
   return m?.httpStatusCode;
+}
+
+/**
+ * The body's own error (a refused or truncated image) is kept in `sourceError` and rethrown by
+ * the caller; the SDK does not always listen on the body, and an 'error' event nobody listens to
+ * would take the whole process down. This listener makes sure it never does.
+ */
+function quiet<T extends Readable>(stream: T): T {
+  stream.on('error', () => undefined);
+  return stream;
 }
