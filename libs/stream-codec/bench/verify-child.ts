@@ -16,7 +16,7 @@ async function main(): Promise<void> {
       ? await verifyV2(fs.createReadStream(file, { highWaterMark: 4 << 20 }))
       : mode === 'fresh'
         ? await verifyV2(fileChunks(file))
-        : await verifyV2((released) => pooledFileChunks(file, released, Number(process.env.CHUNK ?? 4 << 20)));
+        : await verifyV2((released) => pooledFileChunks(file, released, Number(process.env.CHUNK ?? 1 << 20)));
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   process.stdout.write(JSON.stringify({ ms, bytes: facts.bytes, pages: facts.pages, maxRssKiB: process.resourceUsage().maxRSS }) + '\n');
 }

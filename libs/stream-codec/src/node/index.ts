@@ -12,7 +12,9 @@
  */
 import * as fs from 'node:fs';
 
-export const READ_CHUNK = 4 * 1024 * 1024;
+// 1 MiB: large enough to amortise system calls, small enough that the bytes are still in the CPU cache
+// when they are used (4 MiB reads measured slower here).
+export const READ_CHUNK = 1024 * 1024;
 
 function openFd(file: string | number): { fd: number; own: boolean } {
   return typeof file === 'number' ? { fd: file, own: false } : { fd: fs.openSync(file, 'r'), own: true };
