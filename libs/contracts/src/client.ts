@@ -6,6 +6,7 @@
  *   const m = await c.migrations.create({ vm: 'vm1', mode: 'live' });
  *   for await (const e of c.events({ entity: 'migration', id: m.id })) ...
  */
+import { SseParser } from './sse';
 import type {
   ApiError,
   CampaignDto,
@@ -133,24 +134,14 @@ export class FerryClient {
     if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text());
     const reader = res.body.getReader();
     const dec = new TextDecoder();
-    let buf = '';
+    const parser = new SseParser();
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return;
-        buf += dec.decode(value, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          let type = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) type = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-          }
-          if (type === 'hello' || !data.length) continue;
-          yield JSON.parse(data.join('\n')) as FerryEvent;
+        for (const msg of parser.push(dec.decode(value, { stream: true }))) {
+          if (msg.event === 'hello') continue;
+          yield JSON.parse(msg.data) as FerryEvent;
         }
       }
     } finally {

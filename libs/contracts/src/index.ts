@@ -4,3 +4,4 @@ export * from './jobs';
 export * from './agent';
 export * from './api';
 export * from './client';
+export * from './sse';

@@ -4,7 +4,7 @@
  * (1 = API / network error, 2 = usage), tables, and following an entity live over SSE.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { FerryApiError, FerryClient, type ApiError, type EventEntity, type FerryEvent } from '@ferry/contracts';
+import { FerryApiError, FerryClient, SseParser, type ApiError, type EventEntity, type FerryEvent } from '@ferry/contracts';
 
 export const COMMON_USAGE = `common options:
   --url URL      control plane (default $FERRY_URL, else http://127.0.0.1:8080)
@@ -130,25 +130,13 @@ export async function* events(ctx: Ctx, entity: EventEntity, id: string, onOpen:
     if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text().then((t) => { try { return JSON.parse(t) as ApiError; } catch { return t; } }));
     const reader = res.body.getReader();
     const dec = new TextDecoder();
-    let buf = '';
+    const parser = new SseParser();
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          let type = 'message';
-          let evId: string | undefined;
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) type = line.slice(6).trim();
-            else if (line.startsWith('id:')) evId = line.slice(3).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-          }
-          if (type === 'hello') {
+        for (const msg of parser.push(dec.decode(value, { stream: true }))) {
+          if (msg.event === 'hello') {
             failures = 0;
             // (re)subscribed: read the current state unless Last-Event-ID replays what we missed
             if (!opened || !lastId) {
@@ -157,9 +145,8 @@ export async function* events(ctx: Ctx, entity: EventEntity, id: string, onOpen:
             }
             continue;
           }
-          if (!data.length) continue;
-          if (evId && evId !== '0-0') lastId = evId;
-          yield JSON.parse(data.join('\n')) as FerryEvent;
+          if (msg.id && msg.id !== '0-0') lastId = msg.id;
+          yield JSON.parse(msg.data) as FerryEvent;
         }
       }
     } catch (e) {
