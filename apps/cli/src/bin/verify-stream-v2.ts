@@ -107,7 +107,7 @@ export async function main(argv: string[]): Promise<number> {
       log.err(`Stream Error:\n${(e as Error).message}`);
       return 1;
     }
-    log.err(`Script Error:\n${(e as Error).stack ?? String(e)}\nPlease fix me`);
+    log.err(`Script Error:\n${(e as Error).stack ?? String(e)}\nThis is a bug in Ferry, not in the stream: please report it.`);
     return 2;
   }
 }
