@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 'use strict';
 require('./register');
-require('../src/bin/convert-legacy-stream');
+require('../src/bin/convert-legacy-stream').cli();

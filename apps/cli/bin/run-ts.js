@@ -11,4 +11,5 @@ if (!entry) {
   process.exit(2);
 }
 process.argv.splice(1, 2, path.resolve(entry));
-require(path.resolve(entry));
+// Load the entry as the main module, so `require.main === module` holds in it as with plain node.
+require('node:module')._load(path.resolve(entry), null, true);

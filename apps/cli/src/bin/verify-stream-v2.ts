@@ -14,17 +14,17 @@ import { openInput } from '../io';
 
 const USAGE = `Usage: verify-stream-v2 [options]
 
-Verify a stream according to the v2 (or later) spec
+Check a v2 save/migration image against the libxc and libxl specifications.
+Options and exit codes match Xen's tool of the same name (0 valid, 1 bad stream, 2 other).
 
 Options:
-  -h, --help            show this help message and exit
-  -i <FD or FILE>, --in=<FD or FILE>
-                        Stream to verify (defaults to stdin)
-  -v, --verbose         Summarise stream contents
-  -q, --quiet           Suppress all logging/errors
-  -f <libxc|libxl|xl>, --format=<libxc|libxl|xl>
-                        Format of the incoming stream (defaults to libxc)
-  --syslog              Log to syslog instead of stdout
+  -h, --help                 print this text and exit
+  -i, --in FILE|FD           the image to check (default: standard input)
+  -v, --verbose              describe the image as it is read
+  -q, --quiet                print nothing, not even errors
+  -f, --format libxc|libxl|xl
+                             outermost framing of the image (default libxc)
+  --syslog                   send messages to syslog rather than the terminal
 `;
 
 const FORMATS = ['libxc', 'libxl', 'xl'] as const;
@@ -112,7 +112,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (require.main === module || process.argv[1]?.endsWith('verify-stream-v2.js')) {
+/** Runs the command with this process's arguments; the bin (apps/cli/bin/verify-stream-v2.js) calls it. */
+export function cli(): void {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
@@ -122,3 +123,5 @@ if (require.main === module || process.argv[1]?.endsWith('verify-stream-v2.js'))
     },
   );
 }
+
+if (require.main === module) cli();
