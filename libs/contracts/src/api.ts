@@ -222,6 +222,8 @@ export interface CampaignHostPlan {
   vms: CampaignVmPlan[];
   state?: CampaignHostStepState;
   upgradeOperationId?: string | null;
+  /** Upgrades refused because a guest was still on the host (its hand-off not yet finished), retried. */
+  upgradeRetries?: number;
   error?: string | null;
   startedAt?: string | null;
   finishedAt?: string | null;

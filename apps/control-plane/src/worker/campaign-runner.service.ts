@@ -10,6 +10,7 @@ import { OperationsService } from '../core/operations.service';
 
 type Camp = CampaignDto & { control: 'run' | 'pause' | 'abort' };
 const ACTIVE_STEPS = ['draining', 'upgrading', 'awaiting-return', 'refilling'];
+const MAX_UPGRADE_RETRIES = 10;
 
 /**
  * Runs campaigns host by host: drain -> upgrade -> wait for the new toolstack -> refill -> next.
@@ -223,7 +224,8 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
       if (step.vms.some((v) => v.state === 'pending' || v.state === 'moving-out')) return;
       if (step.vms.some((v) => v.state === 'failed')) return fail(`drain failed: ${step.vms.filter((v) => v.state === 'failed').map((v) => `${v.vmId}: ${v.error}`).join('; ')}`);
       if (!starting) return; // paused / aborting: do not start the upgrade
-      const o = await this.operations.upgrade(step.hostId, step.toolstackAfter, c.id, `upg-${c.id}.${step.hostId}`);
+      const retry = step.upgradeRetries ? `.${step.upgradeRetries}` : '';
+      const o = await this.operations.upgrade(step.hostId, step.toolstackAfter, c.id, `upg-${c.id}.${step.hostId}${retry}`);
       step.upgradeOperationId = o.id;
       step.state = 'upgrading';
       return;
@@ -231,6 +233,15 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
     if (step.state === 'upgrading' || step.state === 'awaiting-return') {
       if (step.upgradeOperationId) {
         const o = await this.ops.get(step.upgradeOperationId);
+        if (o?.state === 'failed' && o.error?.code === 'GUESTS_PRESENT' && (step.upgradeRetries ?? 0) < MAX_UPGRADE_RETRIES) {
+          // A migration counts as completed on the target's report; the source may still be destroying the
+          // copy it handed off when the upgrade arrives. Go back to draining (every VM is parked, so the
+          // upgrade is asked again on the next tick, under a new idempotency key).
+          step.upgradeRetries = (step.upgradeRetries ?? 0) + 1;
+          step.upgradeOperationId = null;
+          step.state = 'draining';
+          return;
+        }
         if (o?.state === 'failed') return fail(`upgrade failed: ${o.error?.message ?? ''}`);
         if (o?.state === 'completed' && step.state === 'upgrading') step.state = 'awaiting-return';
       }
