@@ -4,9 +4,9 @@
  * type, vcpus, the emulator context and xenstore data, and the verdict.
  * --json prints the whole report. Exit 0 when the stream is valid, 1 when not.
  */
-import { parseArgs } from 'node:util';
 import { inspectStream, type InspectReport } from '@ferry/stream-codec';
-import { openInput, Progress } from '../io';
+import { Progress } from '../io';
+import { parseStreamCommand } from './stream-args';
 
 const USAGE = `usage: ferry stream inspect [options] FILE|-
 
@@ -16,8 +16,6 @@ options:
       --config                       also print the xl domain config (text mode)
   -h, --help`;
 
-const FORMATS = ['auto', 'xl', 'libxl', 'libxc'] as const;
-type Format = (typeof FORMATS)[number];
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
 
@@ -76,40 +74,14 @@ export function renderText(rep: InspectReport, name: string, withConfig: boolean
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        format: { type: 'string', short: 'f', default: 'auto' },
-        json: { type: 'boolean', default: false },
-        config: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: true,
-    });
-  } catch (e) {
-    process.stderr.write(`ferry stream inspect: ${(e as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
-  if (positionals.length !== 1 || !FORMATS.includes(values.format as Format)) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
-  let input;
-  try {
-    input = openInput(positionals[0]);
-  } catch (e) {
-    process.stderr.write(`ferry stream inspect: ${(e as Error).message}\n`);
-    return 2;
-  }
+  const cmd = parseStreamCommand('inspect', USAGE, argv, {
+    json: { type: 'boolean', default: false },
+    config: { type: 'boolean', default: false },
+  });
+  if ('code' in cmd) return cmd.code;
+  const { values, input } = cmd;
   const progress = new Progress(input.size, 'inspect', process.stderr.isTTY === true && (input.size ?? Infinity) > 32 * 1024 * 1024);
-  const rep = await inspectStream(input.source, { format: values.format as Format, onChunk: (c) => progress.add(c.byteLength) });
+  const rep = await inspectStream(input.source, { format: cmd.format, onChunk: (c) => progress.add(c.byteLength) });
   progress.finish();
   if (values.json) process.stdout.write(JSON.stringify({ file: input.name, ...rep }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
   else process.stdout.write(renderText(rep, input.name, values.config) + '\n');

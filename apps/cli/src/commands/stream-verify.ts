@@ -3,10 +3,10 @@
  * auto-detected unless --format) against the libxc/libxl specs. Exit 0 valid,
  * 1 invalid stream, 2 usage or internal error. --json prints the facts.
  */
-import { parseArgs } from 'node:util';
 import { isStreamCodecError, verifyV2, type V2Facts } from '@ferry/stream-codec';
 import { pooledFileChunks } from '@ferry/stream-codec/src/node';
-import { openInput, Progress } from '../io';
+import { Progress } from '../io';
+import { parseStreamCommand } from './stream-args';
 
 const USAGE = `usage: ferry stream verify [options] FILE|-
 
@@ -21,8 +21,6 @@ options:
   -h, --help
 exit: 0 valid, 1 invalid stream, 2 usage/internal error`;
 
-const FORMATS = ['auto', 'xl', 'libxl', 'libxc'] as const;
-type Format = (typeof FORMATS)[number];
 
 export function summary(f: V2Facts): string {
   const guest = f.guest === 'pv' ? `x86 PV${f.guestWidth ? ` ${f.guestWidth}-bit` : ''}` : 'x86 HVM';
@@ -31,46 +29,20 @@ export function summary(f: V2Facts): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        format: { type: 'string', short: 'f', default: 'auto' },
-        'strict-order': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', short: 'q', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: true,
-    });
-  } catch (e) {
-    process.stderr.write(`ferry stream verify: ${(e as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
-  if (positionals.length !== 1 || !FORMATS.includes(values.format as Format)) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
-  let input;
-  try {
-    input = openInput(positionals[0]);
-  } catch (e) {
-    process.stderr.write(`ferry stream verify: ${(e as Error).message}\n`);
-    return 2;
-  }
+  const cmd = parseStreamCommand('verify', USAGE, argv, {
+    'strict-order': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    quiet: { type: 'boolean', short: 'q', default: false },
+  });
+  if ('code' in cmd) return cmd.code;
+  const { values, input, path } = cmd;
   const progress = new Progress(input.size, 'verify', process.stderr.isTTY === true && !values.quiet && (input.size ?? Infinity) > 32 * 1024 * 1024);
   try {
-    // Files and descriptors: 4 MiB reads into reused buffers (the verifier keeps no views).
-    const src = positionals[0] === '-' ? 0 : /^\d+$/.test(positionals[0]!) ? Number(positionals[0]) : positionals[0]!;
+    // Files and descriptors: 1 MiB reads into reused buffers (the verifier keeps no views).
+    const src = path === '-' ? 0 : /^\d+$/.test(path) ? Number(path) : path;
     (input.source as { destroy?: () => void }).destroy?.(); // read through the pooled reader instead
     const facts = await verifyV2((released) => pooledFileChunks(src, released), {
-      format: values.format as Format,
+      format: cmd.format,
       strictOrder: values['strict-order'],
       onChunk: (c) => progress.add(c.byteLength),
     });
