@@ -17,6 +17,12 @@ export class StreamReader {
   private eof = false;
   /** Absolute offset of the next unread byte. */
   offset = 0;
+  /**
+   * The consumer holds no view of any byte before this offset, so a source that
+   * recycles its buffers may refill them. `discard` advances it as it goes; a
+   * consumer that copies what it keeps may also set it.
+   */
+  unheldBefore = 0;
   /** Called with every chunk as it arrives (progress, hashing the input). */
   onChunk: ((chunk: Uint8Array) => void) | undefined;
 
@@ -115,6 +121,22 @@ export class StreamReader {
   async skip(n: number, context: string): Promise<void> {
     for await (const _ of this.stream(n, context)) {
       /* discard */
+    }
+  }
+
+  /**
+   * Discards exactly n bytes, declaring after each piece that the caller holds
+   * no view before the new offset (`unheldBefore`): with a recycling source, a
+   * long run of discarded bytes flows through the same few buffers. Only for
+   * callers that keep nothing they read earlier as a view.
+   */
+  async discard(n: number, context: string): Promise<void> {
+    let want = n;
+    this.unheldBefore = this.offset;
+    while (want > 0) {
+      if (this.buffered === 0 && !(await this.pull())) this.truncated(want, context);
+      want -= this.takeUpTo(want).byteLength;
+      this.unheldBefore = this.offset;
     }
   }
 

@@ -26,6 +26,13 @@ export interface DecodeOptions {
   format?: 'auto' | Framing;
   /** Bytes after the final END: 'error' (default, the spec says END is last) or 'ignore' (stop reading). */
   trailing?: 'error' | 'ignore';
+  /**
+   * PAGE_DATA contents: 'view' (default) yields them as views of the input in
+   * `pages` and `raw`; 'discard' reads past them without holding them (`pages`
+   * is empty, `raw` lacks them, the record's small parts are copies), so a
+   * recycling source keeps reusing the same few buffers. For verifiers.
+   */
+  pageContents?: 'view' | 'discard';
 }
 
 const EMPTY = new Uint8Array(0);
@@ -42,8 +49,9 @@ export async function* decodeV2(source: ByteSource | StreamReader, opts: DecodeO
     if (framing === 'libxc' && !isV2Marker(await r.peek(8)))
       throw new UnsupportedStreamError(`xl image holds a legacy (pre-v2) libxc stream at offset ${r.offset}; convert it first`);
   }
-  if (framing === 'libxl') yield* libxlStream(r);
-  else yield* libxcStream(r, false);
+  const discard = opts.pageContents === 'discard';
+  if (framing === 'libxl') yield* libxlStream(r, discard);
+  else yield* libxcStream(r, false, discard);
   if (opts.trailing !== 'ignore' && !(await r.atEnd())) throw new MalformedStreamError(r.offset, 'bytes after the final END record (END shall be the last record)', 'END');
 }
 
@@ -74,7 +82,7 @@ async function readXlHeader(r: StreamReader): Promise<XlHeaderItem> {
   };
 }
 
-async function* libxlStream(r: StreamReader): AsyncGenerator<V2Item, void, undefined> {
+async function* libxlStream(r: StreamReader, discard: boolean): AsyncGenerator<V2Item, void, undefined> {
   const offset = r.offset;
   const hb = await r.read(LIBXL_HDR_SIZE, 'libxl header');
   const header = decodeLibxlHeader(hb, offset);
@@ -88,10 +96,10 @@ async function* libxlStream(r: StreamReader): AsyncGenerator<V2Item, void, undef
     if (rec.type === LIBXL_REC.LIBXC_CONTEXT) {
       libxc = { le: true };
       yield* libxcHeaders(r, libxc);
-      yield* libxcRecords(r, libxc, true);
+      yield* libxcRecords(r, libxc, true, discard);
     } else if (rec.type === LIBXL_REC.CHECKPOINT_END && libxc?.atCheckpoint) {
       libxc.atCheckpoint = false;
-      yield* libxcRecords(r, libxc, true);
+      yield* libxcRecords(r, libxc, true, discard);
     }
   }
 }
@@ -102,10 +110,10 @@ interface LibxcState {
   atCheckpoint?: boolean;
 }
 
-async function* libxcStream(r: StreamReader, embedded: boolean): AsyncGenerator<V2Item, void, undefined> {
+async function* libxcStream(r: StreamReader, embedded: boolean, discard: boolean): AsyncGenerator<V2Item, void, undefined> {
   const st: LibxcState = { le: true };
   yield* libxcHeaders(r, st);
-  yield* libxcRecords(r, st, embedded);
+  yield* libxcRecords(r, st, embedded, discard);
 }
 
 async function* libxcHeaders(r: StreamReader, st: LibxcState): AsyncGenerator<V2Item, void, undefined> {
@@ -115,9 +123,9 @@ async function* libxcHeaders(r: StreamReader, st: LibxcState): AsyncGenerator<V2
   yield await readDomainHeader(r, st.le);
 }
 
-async function* libxcRecords(r: StreamReader, st: LibxcState, embedded: boolean): AsyncGenerator<V2Item, void, undefined> {
+async function* libxcRecords(r: StreamReader, st: LibxcState, embedded: boolean, discard: boolean): AsyncGenerator<V2Item, void, undefined> {
   for (;;) {
-    const rec = await readLibxcRecord(r, st.le);
+    const rec = await readLibxcRecord(r, st.le, discard);
     yield rec;
     if (rec.type === REC.END) return;
     if (rec.type === REC.CHECKPOINT && embedded) {
@@ -170,7 +178,7 @@ async function readPadding(r: StreamReader, length: number): Promise<Uint8Array>
   return pad ? await r.read(pad, 'record padding') : EMPTY;
 }
 
-async function readLibxcRecord(r: StreamReader, le: boolean): Promise<LibxcRecordItem> {
+async function readLibxcRecord(r: StreamReader, le: boolean, discard = false): Promise<LibxcRecordItem> {
   const { offset, hdr, type, length } = await readRecordHeader(r, le, libxcRecordName, LIMITS.recordLengthMax);
   const name = libxcRecordName(type);
   const bodyAt = offset + RHDR_SIZE;
@@ -178,6 +186,13 @@ async function readLibxcRecord(r: StreamReader, le: boolean): Promise<LibxcRecor
     const head = await r.read(Math.min(8, length), 'PAGE_DATA header');
     const { count, reserved } = decodePageDataHead(head, le, length, bodyAt);
     const pfns = await r.read(count * 8, 'PAGE_DATA pfns');
+    if (discard) {
+      // Copies of the small parts (8 KiB at most), then nothing of this record is held.
+      const [h, hd, pf] = [hdr.slice(), head.slice(), pfns.slice()];
+      await r.discard(length - 8 - count * 8, 'PAGE_DATA pages');
+      const padding = (await readPadding(r, length)).slice();
+      return { kind: 'libxc-record', offset, type, length, padding, body: { kind: 'page_data', count, reserved, pfns: pf, pages: [] }, raw: [h, hd, pf, padding] };
+    }
     const pages = await r.segments(length - 8 - count * 8, 'PAGE_DATA pages');
     const padding = await readPadding(r, length);
     return { kind: 'libxc-record', offset, type, length, padding, body: { kind: 'page_data', count, reserved, pfns, pages }, raw: [hdr, head, pfns, ...pages, padding] };
