@@ -4,6 +4,7 @@ import { StreamReader } from '../reader';
 import type { ByteSource } from '../source';
 import { DOMAIN_TYPE, LIBXL_REC, REC, XL_MAGIC, XL_MAGIC_SIZE, XL_MANDATORY_FLAG_STREAMV2 } from '../v2/constants';
 import { encodeDomainHeader, encodeImageHeader, encodeLibxlHeader, encodeRecordHeader, recordParts } from '../v2/frame';
+import { PfnSet } from '../v2/pfnset';
 import {
   CHUNK,
   CHUNK_NAME,
@@ -84,6 +85,8 @@ function hex(n: number | bigint): string {
 export class LegacyConverter {
   readonly summary: LegacyConvertSummary = { xl: false, p2mSize: 0, pages: 0, vcpus: 0, records: 0, bytesIn: 0, bytesOut: 0 };
   private readonly r: StreamReader;
+  /** Duplicate-pfn check of one batch, reused (nothing allocated per batch). */
+  private readonly seen = new PfnSet();
   private readonly libxl: boolean;
   private tw: LegacyWidth = 32;
   private pv = false;
@@ -385,7 +388,8 @@ export class LegacyConverter {
     const raw = viewOf(await r.read(count * wb, 'page batch pfns'));
     const out = new Writer(16 + count * 8, LE);
     out.pos = 16;
-    const seen = new Set<number>();
+    const seen = this.seen;
+    seen.reset(count);
     let n = 0;
     let withData = 0;
     for (let i = 0; i < count; i++) {
@@ -399,8 +403,7 @@ export class LegacyConverter {
       if (x === XTAB_FILLER) continue;
       const type = x >>> 28;
       if (type >= 5 && type <= 8) this.bad(`pfn entry ${i} ${hex(x)} has invalid page type ${hex(type)}`, 'page batch', at + 4 + i * wb);
-      if (seen.has(x)) this.bad(`duplicate pfn entry ${hex(x)} in one batch`, 'page batch', at + 4 + i * wb);
-      seen.add(x);
+      if (!seen.add(0, x)) this.bad(`duplicate pfn entry ${hex(x)} in one batch`, 'page batch', at + 4 + i * wb);
       out.u64hl((x & 0xf0000000) >>> 0, x & 0x0fffffff);
       n++;
       if (type < 0xd) withData++;
@@ -412,7 +415,8 @@ export class LegacyConverter {
     this.summary.records++;
     this.summary.pages += withData;
     yield* this.emit([n === count ? out.bytes : out.bytes.subarray(0, 16 + n * 8)]);
-    if (withData) yield* this.emit(await r.segments(withData * PAGE, 'page data'));
+    // Streamed as the bytes arrive, never held whole: the caller's read buffers stay few.
+    if (withData) for await (const piece of r.stream(withData * PAGE, 'page data')) yield* this.emit([piece]);
   }
 
   private libxlToolstack(data: Uint8Array, at: number): void {
