@@ -33,7 +33,9 @@ async function makeImage(file: string, mib: number): Promise<number> {
 }
 
 function startService(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
+  // BENCH_PROFILE_DIR=dir: a V8 CPU profile of the service per image size.
+  const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const child = spawn(process.execPath, [...prof, path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
     env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1', FERRY_ADMIN_TOKEN: TOKEN, FERRY_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

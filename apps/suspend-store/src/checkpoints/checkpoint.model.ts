@@ -12,7 +12,7 @@ export const metaKey = (id: string): string => `${CHECKPOINTS}${id}/meta.json`;
 export const folderKey = (id: string): string => `${CHECKPOINTS}${id}/`;
 export const imageKey = (id: string, object: string): string => `${CHECKPOINTS}${id}/${object}`;
 
-/** Integrity blocks: each block of the stored stream has its own sha256 so a Range read can be checked. */
+/** Integrity blocks: each block of the stored stream has its own checksum so a Range read can be checked. */
 export const BLOCK_SIZE = 8 * 1024 * 1024;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -56,7 +56,14 @@ export interface CheckpointMeta {
   /** Size and sha256 (hex) of the stored v2 stream. */
   size: number;
   sha256: string;
-  /** Per-block sha256 (base64) of the stored stream, BLOCK_SIZE bytes each (the last may be shorter). */
+  /**
+   * Per-block checksums of the stored stream, BLOCK_SIZE bytes each (the last may be shorter):
+   * CRC-32 as 8 hex digits ('crc32', what the store writes), or sha256 in base64 (absent:
+   * images stored before blockHash existed). The whole-stream sha256 above is what a full read
+   * checks; blocks serve Range reads, where a checksum against corruption at rest is enough
+   * and CRC-32 costs a third of a second hash pass over every upload.
+   */
+  blockHash?: 'crc32' | 'sha256';
   blockSize: number;
   blocks: string[];
   source: CheckpointSource;
@@ -74,7 +81,7 @@ export function view(meta: CheckpointMeta): CheckpointView {
 
 export function parseMeta(raw: Buffer, id: string): CheckpointMeta {
   const m = JSON.parse(raw.toString('utf8')) as CheckpointMeta;
-  if (m.id !== id || typeof m.size !== 'number' || typeof m.sha256 !== 'string' || !Array.isArray(m.blocks) || typeof m.object !== 'string') {
+  if (m.id !== id || typeof m.size !== 'number' || typeof m.sha256 !== 'string' || !Array.isArray(m.blocks) || typeof m.object !== 'string' || (m.blockHash !== undefined && m.blockHash !== 'crc32' && m.blockHash !== 'sha256')) {
     throw new Error(`metadata of checkpoint ${id} is damaged`);
   }
   return m;

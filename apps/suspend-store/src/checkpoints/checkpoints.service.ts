@@ -142,6 +142,7 @@ export class CheckpointsService {
         object,
         size: d.size,
         sha256: d.sha256,
+        blockHash: digest.blockHash,
         blockSize: BLOCK_SIZE,
         blocks: d.blocks,
         source: {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { IntegrityError } from '../common/errors';
 import { parseRange } from './checkpoints.service';
@@ -10,7 +10,7 @@ function metaOf(data: Buffer): CheckpointMeta {
   const d = new StreamDigest(BLOCK);
   for (let i = 0; i < data.length; i += 333) d.update(data.subarray(i, i + 333));
   const f = d.finish();
-  return { id: 'x', vm: 'v', created: '', object: 'o', size: f.size, sha256: f.sha256, blockSize: BLOCK, blocks: f.blocks } as CheckpointMeta;
+  return { id: 'x', vm: 'v', created: '', object: 'o', size: f.size, sha256: f.sha256, blockHash: d.blockHash, blockSize: BLOCK, blocks: f.blocks } as CheckpointMeta;
 }
 async function* chunks(b: Buffer, n = 257): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
@@ -56,6 +56,18 @@ describe('integrity checks', () => {
     await expect(all(verifiedRange(meta, chunks(bad.subarray(c.start, c.end + 1)), 2100, 2200))).rejects.toThrow(/block 2/);
     const ok = coveringRange(meta, 10, 20);
     expect((await all(verifiedRange(meta, chunks(bad.subarray(ok.start, ok.end + 1)), 10, 20))).equals(data.subarray(10, 21))).toBe(true);
+  });
+
+  it('records CRC-32 blocks and still checks the sha256 blocks of images stored before blockHash', async () => {
+    expect(meta.blockHash).toBe('crc32');
+    expect(meta.blocks[0]).toMatch(/^[0-9a-f]{8}$/);
+    const older: CheckpointMeta = { ...meta, blockHash: undefined, blocks: [0, 1, 2, 3, 4].map((i) => createHash('sha256').update(data.subarray(i * BLOCK, (i + 1) * BLOCK)).digest('base64')) };
+    delete older.blockHash;
+    const c = coveringRange(older, 1500, 2600);
+    expect((await all(verifiedRange(older, chunks(data.subarray(c.start, c.end + 1)), 1500, 2600))).equals(data.subarray(1500, 2601))).toBe(true);
+    const bad = Buffer.from(data);
+    bad[1700]! ^= 0x80;
+    await expect(all(verifiedRange(older, chunks(bad.subarray(c.start, c.end + 1)), 1500, 2600))).rejects.toThrow(/block 1 .* sha256/);
   });
 
   it('parses Range headers', () => {

@@ -1,11 +1,44 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { IntegrityError } from '../common/errors';
 import type { CheckpointMeta } from './checkpoint.model';
 
-/** Hashes a stream as it passes: whole-stream sha256, per-block sha256 and size. */
+/** A block checksum, fed piece by piece. */
+interface BlockSum {
+  update(piece: Uint8Array): void;
+  digest(): string;
+}
+
+class Crc32Block implements BlockSum {
+  private c = 0;
+  update(piece: Uint8Array): void {
+    this.c = crc32(piece, this.c);
+  }
+  digest(): string {
+    return (this.c >>> 0).toString(16).padStart(8, '0');
+  }
+}
+
+class Sha256Block implements BlockSum {
+  private readonly h: Hash = createHash('sha256');
+  update(piece: Uint8Array): void {
+    this.h.update(piece);
+  }
+  digest(): string {
+    return this.h.digest('base64');
+  }
+}
+
+/** The checksum of a block under `kind` (meta.blockHash; absent means sha256, as stored before it existed). */
+export function blockSum(kind: CheckpointMeta['blockHash']): BlockSum {
+  return kind === 'crc32' ? new Crc32Block() : new Sha256Block();
+}
+
+/** Hashes a stream as it passes: whole-stream sha256, per-block CRC-32 and size. */
 export class StreamDigest {
+  readonly blockHash = 'crc32' as const;
   private readonly whole = createHash('sha256');
-  private block = createHash('sha256');
+  private block: BlockSum = blockSum(this.blockHash);
   private inBlock = 0;
   readonly blocks: string[] = [];
   size = 0;
@@ -22,8 +55,8 @@ export class StreamDigest {
       this.inBlock += take;
       off += take;
       if (this.inBlock === this.blockSize) {
-        this.blocks.push(this.block.digest('base64'));
-        this.block = createHash('sha256');
+        this.blocks.push(this.block.digest());
+        this.block = blockSum(this.blockHash);
         this.inBlock = 0;
       }
     }
@@ -31,7 +64,7 @@ export class StreamDigest {
 
   /** Call once, at the end. */
   finish(): { sha256: string; blocks: string[]; size: number } {
-    if (this.inBlock > 0) this.blocks.push(this.block.digest('base64'));
+    if (this.inBlock > 0) this.blocks.push(this.block.digest());
     return { sha256: this.whole.digest('hex'), blocks: this.blocks, size: this.size };
   }
 }
@@ -80,16 +113,16 @@ export async function* verifiedRange(
   let pos = cover.start;
   let blockIndex = Math.floor(cover.start / meta.blockSize);
   let blockEnd = Math.min(meta.size, (blockIndex + 1) * meta.blockSize);
-  let h = createHash('sha256');
+  let h = blockSum(meta.blockHash);
   let held: Uint8Array | undefined;
   const checkBlock = (): void => {
-    const got = h.digest('base64');
+    const got = h.digest();
     if (got !== meta.blocks[blockIndex]) {
-      throw new IntegrityError(`checkpoint ${meta.id}: block ${blockIndex} of the stored image does not match its recorded sha256`);
+      throw new IntegrityError(`checkpoint ${meta.id}: block ${blockIndex} of the stored image does not match its recorded ${meta.blockHash ?? 'sha256'}`);
     }
     blockIndex++;
     blockEnd = Math.min(meta.size, (blockIndex + 1) * meta.blockSize);
-    h = createHash('sha256');
+    h = blockSum(meta.blockHash);
   };
   for await (const c of source) {
     let off = 0;
