@@ -389,9 +389,13 @@ export class LegacyConverter {
     const out = new Writer(16 + count * 8, LE);
     out.pos = 16;
     const seen = this.seen;
-    seen.reset(count);
+    // No duplicate is possible while the pfns rise strictly (as Xen writes them): the set is
+    // filled only from the first step down, with every entry kept so far.
+    let rising = true;
+    let prev = -1;
     let n = 0;
     let withData = 0;
+    const filler = XTAB_FILLER; // a local: imported bindings compile to property reads in CommonJS
     for (let i = 0; i < count; i++) {
       let x: number;
       if (wb === 4) x = raw.getUint32(i * 4, LE);
@@ -400,10 +404,21 @@ export class LegacyConverter {
           this.bad(`pfn entry ${i} ${hex(raw.getBigUint64(i * 8, LE))} has bits above 32 set`, 'page batch', at + 4 + i * 8);
         x = raw.getUint32(i * 8, LE);
       }
-      if (x === XTAB_FILLER) continue;
+      if (x === filler) continue;
       const type = x >>> 28;
       if (type >= 5 && type <= 8) this.bad(`pfn entry ${i} ${hex(x)} has invalid page type ${hex(type)}`, 'page batch', at + 4 + i * wb);
-      if (!seen.add(0, x)) this.bad(`duplicate pfn entry ${hex(x)} in one batch`, 'page batch', at + 4 + i * wb);
+      if (rising && (x & 0x0fffffff) > prev) prev = x & 0x0fffffff;
+      else {
+        if (rising) {
+          rising = false;
+          seen.reset(count);
+          for (let j = 0; j < i; j++) {
+            const y = raw.getUint32(j * wb, LE); // the low word: 64-bit entries passed the high-bits check
+            if (y !== filler) seen.add(0, y);
+          }
+        }
+        if (!seen.add(0, x)) this.bad(`duplicate pfn entry ${hex(x)} in one batch`, 'page batch', at + 4 + i * wb);
+      }
       out.u64hl((x & 0xf0000000) >>> 0, x & 0x0fffffff);
       n++;
       if (type < 0xd) withData++;

@@ -162,6 +162,11 @@ describe('hostile and malformed legacy input: one clean error, bounded memory, n
     expect((await failure([t5], { width: 32, guest: 'hvm' })).message).toMatch(/invalid page type 0x5/);
     const fill = await bytesOf(hvm(32, { pages: [{ pfn: 0, type: 0xf }, { pfn: 0, type: 0xf }] }));
     expect((await failure([fill], { width: 32, guest: 'hvm' })).message).toMatch(/all XTAB fillers/);
+    // duplicate pfns in one batch: right after each other, and after the order broke (pfn 9 again)
+    const dup = (pfns: number[]) => bytesOf(hvm(32, { pages: pfns.map((pfn) => ({ pfn, type: 0, data: page })) }));
+    expect((await failure([await dup([3, 3])], { width: 32, guest: 'hvm' })).message).toMatch(/duplicate pfn entry 0x3 in one batch/);
+    expect((await failure([await dup([7, 9, 4, 9])], { width: 32, guest: 'hvm' })).message).toMatch(/duplicate pfn entry 0x9 in one batch/);
+    await expect(collect(convertLegacy([await dup([9, 3, 1, 2])], { width: 32, guest: 'hvm' }).output)).resolves.toBeDefined();
     const trail = await bytesOf(hvm(32));
     expect((await failure([trail, new Uint8Array(3)], { width: 32, guest: 'hvm' })).message).toMatch(/3 bytes after the end of the image/);
     const hi = await bytesOf(hvm(64));

@@ -79,6 +79,12 @@ describe('records', () => {
       return l;
     };
     await rejects(withPd(pageDataBody([{ type: 0, pfn: 100 }, { type: 0, pfn: 100 }], [page, page], true)), /duplicate pfn 0x64/);
+    // Rising pfns need no set; the check still holds after the order breaks, against pfns seen before.
+    const pd = (pfns: number[]) => withPd(pageDataBody(pfns.map((pfn) => ({ type: 0, pfn })), pfns.map(() => page), true));
+    await rejects(pd([1, 2, 3, 2]), /duplicate pfn 0x2 in pfn\[3\]/);
+    await rejects(pd([7, 9, 4, 5, 9]), /duplicate pfn 0x9 in pfn\[4\]/);
+    await rejects(pd([0x1_0000_0005, 0x5, 0x1_0000_0005]), /duplicate pfn 0x100000005/);
+    await expect(verdict(pd([9, 3, 1, 2, 0x1_0000_0003]))).resolves.toBeTruthy();
     await rejects(withPd(pageDataBody([{ type: 5, pfn: 100 }], [page], true)), /invalid page type 0x5/);
     await rejects(withPd(pageDataBody([{ type: 0xf, pfn: 100 }], [page], true)), /0 of 1 pfns carry data/);
     await rejects(withPd(pageDataBody([{ type: 0x1, pfn: 100 }], [], true)), /1 of 1 pfns carry data/);
