@@ -9,8 +9,9 @@
  * Memory digests are null (real guests' memory is not ours to hash).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { constants as fsc, createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -141,6 +142,8 @@ export class XlDriver implements HypervisorDriver {
       opts.onPaused?.(summary.pausedAt);
       try {
         const rs = createReadStream(fifo, { highWaterMark: 1024 * 1024 });
+        // xl failing before it opens the FIFO would leave our open blocked for good: end it with EOF
+        unblockIfExitsFirst(exit, rs, fifo, 'writer');
         for await (const chunk of rs) {
           summary.pageBytes += (chunk as Buffer).byteLength;
           yield chunk as Buffer;
@@ -166,22 +169,22 @@ export class XlDriver implements HypervisorDriver {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const ws = createWriteStream(fifo);
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      });
-      try {
+      // xl failing before it opens the FIFO would leave our open blocked for good: let it through
+      unblockIfExitsFirst(exit, ws, fifo, 'reader');
+      const onBytes = opts.onBytes;
+      // pipeline: backpressure and errors (EPIPE when xl dies) without a listener per drain
+      const written = pipeline(async function* () {
         for await (const chunk of stream) {
-          opts.onBytes?.(chunk.byteLength);
-          if (!ws.write(chunk)) {
-            await new Promise<void>((resolve, reject) => {
-              ws.once('drain', resolve);
-              ws.once('error', reject);
-            });
-          }
+          onBytes?.(chunk.byteLength);
+          yield chunk;
         }
-      } finally {
-        await new Promise<void>((resolve) => ws.end(resolve));
+      }, ws);
+      try {
+        await written;
+      } catch (e) {
+        // xl went away under us: its exit status and stderr say why, better than our EPIPE
+        if ((e as NodeJS.ErrnoException).code === 'EPIPE') await exit;
+        throw e;
       }
       await exit;
       this.states.set(spec.vmId, { state: opts.migration ? 'migrating-in' : 'resuming', migration: opts.migration ?? null });
@@ -222,4 +225,22 @@ export class XlDriver implements HypervisorDriver {
       .filter(([, s]) => s.migration)
       .map(([vmId, s]) => ({ vmId, state: s.state, migrationId: s.migration!.migrationId, attempt: s.migration!.attempt, committed: s.migration!.committed ?? false }));
   }
+}
+
+/**
+ * A FIFO open blocks until the other side opens it. If xl exits before it opened the FIFO (bad
+ * arguments, an unknown domain, no memory), nothing ever will: open the other side ourselves, without
+ * blocking, and close it at once, so our open returns and the stream ends (EOF, or EPIPE on write);
+ * the caller then reports xl's exit status and stderr.
+ */
+function unblockIfExitsFirst(exit: Promise<void>, s: { once(ev: 'open', fn: () => void): unknown }, fifo: string, side: 'reader' | 'writer'): void {
+  let opened = false;
+  s.once('open', () => (opened = true));
+  const unblock = (): void => {
+    if (opened) return;
+    open(fifo, (side === 'reader' ? fsc.O_RDONLY : fsc.O_WRONLY) | fsc.O_NONBLOCK)
+      .then((fh) => fh.close())
+      .catch(() => undefined); // ENOENT: already cleaned up; ENXIO: our own open is gone too
+  };
+  exit.then(unblock, unblock);
 }
