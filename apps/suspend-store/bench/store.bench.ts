@@ -55,6 +55,12 @@ function peakRssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** CPU seconds (user + system) the process has used so far (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
+}
+
 function request(method: string, url: string, body?: Readable, length?: number): Promise<{ status: number; bytes: number; text: string }> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
@@ -119,16 +125,21 @@ async function main(): Promise<void> {
           if (rawGet.r !== size) throw new Error(`raw GET returned ${rawGet.r} of ${size} bytes`);
           await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: `raw-${mib}` }));
           const id = `bench-${mib}-${round}`;
+          const cpu0 = cpuSeconds(child.pid!);
           const put = await timed(() => request('PUT', `${url}/v1/checkpoints/${id}?vm=bench`, fs.createReadStream(file, { highWaterMark: 4 * MiB }), size));
           if (put.r.status !== 201) throw new Error(`service PUT: ${put.r.status} ${put.r.text}`);
+          const cpu1 = cpuSeconds(child.pid!);
           const get = await timed(() => request('GET', `${url}/v1/checkpoints/${id}`));
+          const cpu2 = cpuSeconds(child.pid!);
           if (get.r.status !== 200 || get.r.bytes !== size) throw new Error(`service GET: ${get.r.status}, ${get.r.bytes} of ${size} bytes`);
           await request('DELETE', `${url}/v1/checkpoints/${id}`);
           best.rawPut = Math.min(best.rawPut, rawPut.s);
           best.rawGet = Math.min(best.rawGet, rawGet.s);
           best.put = Math.min(best.put, put.s);
           best.get = Math.min(best.get, get.s);
-          console.log(`  round ${round + 1}/${rounds}, ${mib} MiB: put ${(mb / put.s).toFixed(0)} vs raw ${(mb / rawPut.s).toFixed(0)} MB/s, get ${(mb / get.s).toFixed(0)} vs raw ${(mb / rawGet.s).toFixed(0)} MB/s`);
+          console.log(
+            `  round ${round + 1}/${rounds}, ${mib} MiB: put ${(mb / put.s).toFixed(0)} vs raw ${(mb / rawPut.s).toFixed(0)} MB/s, get ${(mb / get.s).toFixed(0)} vs raw ${(mb / rawGet.s).toFixed(0)} MB/s; service CPU s per GiB: put ${(((cpu1 - cpu0) * 1024) / mib).toFixed(2)}, get ${(((cpu2 - cpu1) * 1024) / mib).toFixed(2)}`,
+          );
         }
         const rss = peakRssMiB(child.pid!);
         rows.push(
