@@ -8,7 +8,18 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const crypto = require('node:crypto');
+
+/** FNV-1a, two 32-bit lanes as 16 hex digits: a cache key, not a security boundary (node:crypto costs ~15 ms to load). */
+function fnv(text) {
+  let a = 0x811c9dc5;
+  let b = 0xcbf29ce4;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ c, 0x01000193 ^ 0x5bd1e995) >>> 0;
+  }
+  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
+}
 
 if (!require.extensions['.ts']) {
   const sourceMaps = process.env.FERRY_SOURCE_MAPS === '1';
@@ -23,13 +34,13 @@ if (!require.extensions['.ts']) {
     sourceMaps: sourceMaps ? 'inline' : false,
     swcrc: false,
   };
-  const settings = crypto.createHash('sha1').update(JSON.stringify(options)).update(swcVersion()).digest('hex').slice(0, 12);
+  const settings = fnv(JSON.stringify(options) + swcVersion());
   const cacheDir = pickCacheDir();
   let swc;
 
   require.extensions['.ts'] = function loadTs(module, filename) {
     const st = fs.statSync(filename);
-    const key = crypto.createHash('sha1').update(`${settings}\0${filename}\0${st.size}\0${st.mtimeMs}`).digest('hex');
+    const key = `${path.basename(filename, '.ts')}-${fnv(`${settings}\0${filename}\0${st.size}\0${st.mtimeMs}`)}`;
     const cached = cacheDir && path.join(cacheDir, `${key}.js`);
     let code;
     if (cached) {

@@ -1,0 +1,179 @@
+/**
+ * Descriptor I/O for the converters: blocking reads into a small pool of reused buffers and
+ * writev straight to a file descriptor, so the codec's views (page data never copied) reach
+ * the kernel in few system calls. Kept apart from the commands so that convert-legacy-stream,
+ * a helper libxl spawns per migration, loads only what it uses.
+ */
+import * as fs from 'node:fs';
+import type { StreamReader } from '@ferry/stream-codec/src/reader';
+
+/** optparse accepts any unique prefix of a long option (libxl passes --guest for --guest-type). */
+export function expandLongOptions(argv: string[], names: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const m = /^--([^=]+)(=.*)?$/.exec(a);
+    if (!m || names.includes(m[1]!)) {
+      out.push(a);
+      continue;
+    }
+    const hits = names.filter((n) => n.startsWith(m[1]!));
+    out.push(hits.length === 1 ? `--${hits[0]}${m[2] ?? ''}` : a);
+  }
+  return out;
+}
+
+/** "-" or "1" is stdout; digits are an inherited descriptor; anything else a path (created/truncated). */
+export function openOutputFd(spec: string): number {
+  if (spec === '-' || spec === '1') return 1;
+  if (/^\d+$/.test(spec)) {
+    const fd = Number(spec);
+    fs.fstatSync(fd); // EBADF now rather than at the first write
+    return fd;
+  }
+  return fs.openSync(spec, 'w');
+}
+
+const IOV_MAX = 1024;
+// Small batches: the bytes just read are still in the CPU cache when they are written.
+// On the machines measured, 4-8 MiB writev calls ran at a third of the speed of 256 KiB ones.
+const BATCH_BYTES = 256 * 1024;
+
+/**
+ * Blocking I/O: a converter has nothing else to do meanwhile, and a synchronous call
+ * costs microseconds where a thread-pool round trip costs tens. A descriptor someone
+ * left non-blocking (EAGAIN) is retried after a short sleep.
+ */
+async function writev(fd: number, bufs: Uint8Array[]): Promise<number> {
+  for (;;) {
+    try {
+      return fs.writevSync(fd, bufs);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+}
+
+async function flushAll(fd: number, bufs: Uint8Array[]): Promise<void> {
+  let list = bufs;
+  while (list.length) {
+    let n = await writev(fd, list);
+    // Partial write: drop what went out.
+    let i = 0;
+    while (i < list.length && n >= list[i]!.byteLength) n -= list[i++]!.byteLength;
+    list = list.slice(i);
+    if (n > 0) list[0] = list[0]!.subarray(n);
+  }
+}
+
+/**
+ * A writev sink that batches chunks (views, never copied) into system calls of up
+ * to 256 KiB / 1024 pieces. `flush()` may be called from elsewhere while the sink is
+ * waiting for its next chunk (the pooled input does, before it reuses a buffer).
+ */
+export class FdSink {
+  private batch: Uint8Array[] = [];
+  private bytes = 0;
+  total = 0;
+  constructor(
+    readonly fd: number,
+    private readonly onBytes?: (n: number) => void,
+  ) {}
+  push(c: Uint8Array): Promise<void> | undefined {
+    if (!c.byteLength) return undefined;
+    this.batch.push(c);
+    this.bytes += c.byteLength;
+    return this.batch.length >= IOV_MAX || this.bytes >= BATCH_BYTES ? this.flush() : undefined;
+  }
+  async flush(): Promise<void> {
+    if (!this.batch.length) return;
+    const b = this.batch;
+    const n = this.bytes;
+    this.batch = [];
+    this.bytes = 0;
+    await flushAll(this.fd, b);
+    this.total += n;
+    this.onBytes?.(n);
+  }
+  async drain(chunks: AsyncIterable<Uint8Array>): Promise<number> {
+    for await (const c of chunks) {
+      const p = this.push(c);
+      if (p) await p;
+    }
+    await this.flush();
+    return this.total;
+  }
+}
+
+/** Writes chunks (views, never copied) with writev in batches of up to 256 KiB / 1024 pieces. */
+export function writeToFd(chunks: AsyncIterable<Uint8Array>, fd: number, onBytes?: (n: number) => void): Promise<number> {
+  return new FdSink(fd, onBytes).drain(chunks);
+}
+
+async function readInto(fd: number, buf: Uint8Array): Promise<number> {
+  for (;;) {
+    try {
+      return fs.readSync(fd, buf, 0, buf.byteLength, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EOF') return 0;
+      if (code !== 'EAGAIN') throw e;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+}
+
+/**
+ * Reads a file descriptor in 4 MiB chunks into a small pool of reused buffers, so a
+ * long conversion does not fault in fresh memory for every read. A buffer is reused
+ * only when the reader has consumed all of it and the sink has written everything
+ * it was handed (the sink is flushed before every read), so views of it that the
+ * codec passed on have left the process; if none is free, the pool grows.
+ */
+export class PooledInput {
+  private readonly pool: { buf: Uint8Array; end: number }[] = [];
+  reader: StreamReader | undefined;
+  bytes = 0;
+  constructor(
+    private readonly fd: number,
+    private readonly sink: FdSink,
+    private readonly chunk = 4 * 1024 * 1024,
+    private readonly onBytes?: (n: number) => void,
+  ) {}
+  private take(): { buf: Uint8Array; end: number } {
+    const consumed = this.reader ? this.reader.offset : 0;
+    // Never the two most recently filled buffers: a small view taken from one may still be
+    // held by the codec across one more read.
+    const recent = [...this.pool].sort((a, b) => b.end - a.end).slice(0, 2);
+    for (const e of this.pool) if (e.end <= consumed && !recent.includes(e)) return e;
+    const e = { buf: new Uint8Array(this.chunk), end: Infinity };
+    this.pool.push(e);
+    return e;
+  }
+  async *chunks(): AsyncGenerator<Uint8Array, void, undefined> {
+    for (;;) {
+      await this.sink.flush();
+      const e = this.take();
+      e.end = Infinity;
+      const n = await readInto(this.fd, e.buf);
+      if (n === 0) return;
+      this.bytes += n;
+      e.end = this.bytes;
+      this.onBytes?.(n);
+      yield e.buf.subarray(0, n);
+    }
+  }
+}
+
+/** Opens a path, "-" (stdin) or a numeric descriptor for reading; size when it is a regular file. */
+export function openInputFd(spec: string): { fd: number; size: number | undefined } {
+  const fd = spec === '-' ? 0 : /^\d+$/.test(spec) ? Number(spec) : fs.openSync(spec, 'r');
+  const st = fs.fstatSync(fd);
+  if (st.isDirectory()) throw new Error(`${spec} is a directory`);
+  return { fd, size: st.isFile() ? st.size : undefined };
+}
