@@ -11,6 +11,8 @@ import { OperationsService } from '../core/operations.service';
 type Camp = CampaignDto & { control: 'run' | 'pause' | 'abort' };
 const ACTIVE_STEPS = ['draining', 'upgrading', 'awaiting-return', 'refilling'];
 const MAX_UPGRADE_RETRIES = 10;
+/** How long a drained VM waits for its source to report the hand-off done before the upgrade goes ahead anyway. */
+const SOURCE_FINISH_GRACE_MS = 30_000;
 
 /**
  * Runs campaigns host by host: drain -> upgrade -> wait for the new toolstack -> refill -> next.
@@ -141,7 +143,13 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
     if (kind === 'migrate') {
       const m = await this.migs.get(id);
       if (!m) return { s: 'running' };
-      if (m.phase === 'completed') return { s: 'done', target: m.target };
+      // Completed on the target's report; the source is done once it has reported too (it destroys the
+      // copy it handed off). Upgrading before then is refused with GUESTS_PRESENT, so wait for it,
+      // for at most SOURCE_FINISH_GRACE_MS (a source agent that died after the commit never reports).
+      if (m.phase === 'completed') {
+        const since = m.finishedAt ? Date.now() - Date.parse(m.finishedAt) : Infinity;
+        return m.sendDone || since > SOURCE_FINISH_GRACE_MS ? { s: 'done', target: m.target } : { s: 'running' };
+      }
       if (m.phase === 'failed' || m.phase === 'cancelled') return { s: 'failed', error: m.error?.message ?? m.phase };
       return { s: 'running' };
     }
