@@ -116,6 +116,35 @@ describe('xl driver (fake xl on PATH)', { timeout: 180_000 }, () => {
     ).rejects.toThrow(/exited 3: libxl: error: refused restore early/);
   });
 
+  // Found against real Xen 4.17 (tools/real-xen): a PVH domain was inventoried as 'pv', but its save
+  // stream is an x86 HVM stream. The JSON below is the shape xl 4.17 printed (trimmed): the type in
+  // c_info.type, and b_info's type-specific part under "type.<kind>".
+  it('reads guest types as xl 4.17 prints them; PVH is hvm (its save stream is HVM)', async () => {
+    const entry = (domid: number, name: string, type: string, memkb: number, extra: object = {}): object => ({
+      domid,
+      config: { c_info: { type, name, domid: 4294967295, uuid: `00000000-0000-0000-0000-00000000000${domid}` }, b_info: { max_vcpus: 1, max_memkb: memkb, target_memkb: memkb, [`type.${type}`]: extra } },
+    });
+    const longJson = JSON.stringify([
+      { domid: 0, config: { c_info: { type: 'pv', name: 'Domain-0' }, b_info: { max_memkb: 1572864, target_memkb: 1572863, 'type.pv': {} } } },
+      entry(1, 'pv', 'pv', 90112),
+      entry(2, 'pvh', 'pvh', 90112),
+      entry(3, 'hvm', 'hvm', 65536, { firmware: 'bios' }),
+    ], null, 4);
+    const plain = ['Name                                        ID   Mem VCPUs\tState\tTime(s)', 'Domain-0                                     0  1536     1     r-----     104.2',
+      'pv                                           1    88     1     -b----       4.6', 'pvh                                          2    88     1     --p---       7.1', 'hvm                                          3    64     1     -b----       2.2'].join('\n');
+    await writeFile(path.join(dir, 'long.json'), longJson);
+    await writeFile(path.join(dir, 'plain.txt'), plain + '\n');
+    const xl = path.join(dir, 'xl-417');
+    await writeFile(xl, `#!/bin/sh\nif [ "$1 $2" = "list -l" ]; then cat "${dir}/long.json"; elif [ "$1" = list ]; then cat "${dir}/plain.txt"; else exec "${path.join(FAKE, 'xl')}" "$@"; fi\n`);
+    await chmod(xl, 0o755);
+    const d = new XlDriver({ xlPath: xl, workDir: path.join(dir, 'work'), capacity: { memoryMiB: 4096, vcpus: 8, maxGuests: 8 } });
+    expect((await d.guests()).map((g) => [g.vmId, g.type, g.memoryMiB, g.state])).toEqual([
+      ['pv', 'pv', 88, 'running'],
+      ['pvh', 'hvm', 88, 'paused'],
+      ['hvm', 'hvm', 64, 'running'],
+    ]);
+  });
+
   it('fails like xl does: unknown domain, a stream xl refuses', async () => {
     const d = driver();
     await d.start();

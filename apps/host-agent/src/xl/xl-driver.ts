@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { Bitness, ByteOrder, GuestInventory, GuestRunState, HostCapacity, Toolstack, VmSpec } from '@ferry/contracts';
+import type { Bitness, ByteOrder, GuestInventory, GuestRunState, GuestType, HostCapacity, Toolstack, VmSpec } from '@ferry/contracts';
 import { DriverError, type HypervisorDriver, type RestoreOptions, type RestoreResult, type SaveHandle, type SaveOptions, type SaveSummary } from '../driver';
 
 export interface XlDriverOptions {
@@ -27,9 +27,24 @@ export interface XlDriverOptions {
   commandTimeoutMs?: number;
 }
 
+/**
+ * One domain of `xl list -l` (libxl's JSON of the domain config). As xl 4.17 prints it: c_info.type is
+ * "pv", "pvh" or "hvm", and b_info carries the type-specific part under a key "type.pv" / "type.pvh" /
+ * "type.hvm" (libxl's keyed-union spelling), not under b_info.type.
+ */
 interface XlListEntry {
   domid: number;
-  config?: { c_info?: { name?: string; type?: string }; b_info?: { max_memkb?: number; target_memkb?: number; max_vcpus?: number; type?: { pv?: unknown; hvm?: unknown } } };
+  config?: { c_info?: { name?: string; type?: string }; b_info?: { max_memkb?: number; target_memkb?: number; max_vcpus?: number; 'type.hvm'?: unknown; 'type.pvh'?: unknown } };
+}
+
+/**
+ * A PVH domain saves as an x86 HVM stream (libxc's HVM save path; the codec reads its image header as
+ * HVM, as seen on real Xen 4.17), so it is an 'hvm' guest to the rest of Ferry.
+ */
+function guestTypeOf(d: XlListEntry): GuestType {
+  const t = d.config?.c_info?.type;
+  const b = d.config?.b_info ?? {};
+  return t === 'hvm' || t === 'pvh' || b['type.hvm'] !== undefined || b['type.pvh'] !== undefined ? 'hvm' : 'pv';
 }
 
 export class XlDriver implements HypervisorDriver {
@@ -84,7 +99,7 @@ export class XlDriver implements HypervisorDriver {
       if (d.domid === 0) continue;
       const name = d.config?.c_info?.name ?? `domain-${d.domid}`;
       const b = d.config?.b_info ?? {};
-      const type = d.config?.c_info?.type === 'hvm' || b.type?.hvm !== undefined ? 'hvm' : 'pv';
+      const type = guestTypeOf(d);
       const memKiB = b.max_memkb ?? b.target_memkb ?? 0;
       out.push({
         spec: { vmId: name, name, type, memoryMiB: Math.round(memKiB / 1024), vcpus: b.max_vcpus ?? 1 },
