@@ -129,11 +129,13 @@ async function readInto(fd: number, buf: Uint8Array): Promise<number> {
 }
 
 /**
- * Reads a file descriptor in 4 MiB chunks into a small pool of reused buffers, so a
- * long conversion does not fault in fresh memory for every read. A buffer is reused
- * only when the reader has consumed all of it and the sink has written everything
- * it was handed (the sink is flushed before every read), so views of it that the
- * codec passed on have left the process; if none is free, the pool grows.
+ * Reads a file descriptor in chunks into a small pool of reused buffers, so a long
+ * conversion neither faults in fresh memory for every read nor strays out of the CPU
+ * cache. A buffer is refilled only when every byte of it lies before the reader's
+ * `unheldBefore` (the codec keeps no view of it: the legacy converter declares this
+ * while it passes page data on) and the sink has written everything it was handed (it
+ * is flushed before every read); if none is free, the pool grows. In the steady state
+ * of a conversion that is one buffer, refilled in place.
  */
 export class PooledInput {
   private readonly pool: { buf: Uint8Array; end: number }[] = [];
@@ -142,15 +144,12 @@ export class PooledInput {
   constructor(
     private readonly fd: number,
     private readonly sink: FdSink,
-    private readonly chunk = 4 * 1024 * 1024,
+    private readonly chunk = 1024 * 1024,
     private readonly onBytes?: (n: number) => void,
   ) {}
   private take(): { buf: Uint8Array; end: number } {
-    const consumed = this.reader ? this.reader.offset : 0;
-    // Never the two most recently filled buffers: a small view taken from one may still be
-    // held by the codec across one more read.
-    const recent = [...this.pool].sort((a, b) => b.end - a.end).slice(0, 2);
-    for (const e of this.pool) if (e.end <= consumed && !recent.includes(e)) return e;
+    const unheld = this.reader ? Math.min(this.reader.unheldBefore, this.reader.offset) : 0;
+    for (const e of this.pool) if (e.end <= unheld) return e;
     const e = { buf: new Uint8Array(this.chunk), end: Infinity };
     this.pool.push(e);
     return e;

@@ -117,6 +117,24 @@ export class StreamReader {
     }
   }
 
+  /**
+   * Like `stream`, for a caller that passes each piece on and keeps nothing it read before:
+   * each time the consumer asks for the next piece, `unheldBefore` moves to the current
+   * offset. (Whoever the pieces went to downstream must be done with them before a recycling
+   * source refills their buffer; convert-legacy-stream's source flushes its writer first.)
+   */
+  async *passOn(n: number, context: string): AsyncGenerator<Uint8Array, void, undefined> {
+    let want = n;
+    this.unheldBefore = this.offset;
+    while (want > 0) {
+      if (this.buffered === 0 && !(await this.pull())) this.truncated(want, context);
+      const piece = this.takeUpTo(want);
+      want -= piece.byteLength;
+      yield piece;
+      this.unheldBefore = this.offset;
+    }
+  }
+
   /** Discards exactly n bytes without buffering them all. */
   async skip(n: number, context: string): Promise<void> {
     for await (const _ of this.stream(n, context)) {

@@ -430,8 +430,10 @@ export class LegacyConverter {
     this.summary.records++;
     this.summary.pages += withData;
     yield* this.emit([n === count ? out.bytes : out.bytes.subarray(0, 16 + n * 8)]);
-    // Streamed as the bytes arrive, never held whole: the caller's read buffers stay few.
-    if (withData) for await (const piece of r.stream(withData * PAGE, 'page data')) yield* this.emit([piece]);
+    // Streamed as the bytes arrive, never held whole, and nothing read before is held (the pfns
+    // went into `out`): a recycling source can refill the same buffer over and over.
+    if (withData) for await (const piece of r.passOn(withData * PAGE, 'page data')) yield* this.emit([piece]);
+    else r.unheldBefore = r.offset;
   }
 
   private libxlToolstack(data: Uint8Array, at: number): void {
