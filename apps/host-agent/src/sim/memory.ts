@@ -79,24 +79,52 @@ export function renderPages(seed: number, pfns: ArrayLike<number>, versions: Uin
 /** Reads (seed, version) of an intact page for `pfn`, or null if the bytes are not exactly a page we generate. */
 export function checkPage(page: Uint8Array, pfn: number): { seed: number; version: number } | null {
   if (page.byteLength !== PAGE_SIZE) return null;
+  return checkPageAt(page, 0, pfn) ? { seed: lastSeed, version: lastVersion } : null;
+}
+
+// Wrappers over the ArrayBuffer of the segment last checked: a restore checks every page of a
+// chunk through the same two objects instead of allocating views per page (a GiB is 262144 pages).
+let wrappedAb: ArrayBufferLike | undefined;
+let wrappedU32: Uint32Array | undefined;
+let wrappedBuf: Buffer | undefined;
+let lastSeed = 0;
+let lastVersion = 0;
+
+function wrap(ab: ArrayBufferLike): void {
+  if (ab === wrappedAb) return;
+  wrappedAb = ab;
+  wrappedU32 = LITTLE ? new Uint32Array(ab, 0, Math.floor(ab.byteLength / 4)) : undefined;
+  wrappedBuf = Buffer.from(ab as ArrayBuffer);
+}
+
+/**
+ * Checks the page at bytes[off, off+4096) without allocating; on success its (seed, version) are
+ * left in lastSeed/lastVersion.
+ */
+function checkPageAt(bytes: Uint8Array, off: number, pfn: number): boolean {
+  wrap(bytes.buffer);
+  const at = bytes.byteOffset + off;
   let version: number;
   let seed: number;
-  if (LITTLE && page.byteOffset % 4 === 0) {
-    const w = new Uint32Array(page.buffer, page.byteOffset, BLOCK_WORDS);
-    if (w[0] !== MAGIC || w[1] !== pfn) return null;
-    version = w[2]!;
-    seed = w[3]!;
-    for (let i = 4; i < BLOCK_WORDS; i++) if (w[i] !== blockWord(seed, pfn, version, i)) return null;
+  const w = wrappedU32;
+  if (w && at % 4 === 0) {
+    const i0 = at >>> 2;
+    if (w[i0] !== MAGIC || w[i0 + 1] !== pfn) return false;
+    version = w[i0 + 2]!;
+    seed = w[i0 + 3]!;
+    for (let i = 4; i < BLOCK_WORDS; i++) if (w[i0 + i] !== blockWord(seed, pfn, version, i)) return false;
   } else {
-    const dv = new DataView(page.buffer, page.byteOffset, 64);
-    if (dv.getUint32(0, true) !== MAGIC || dv.getUint32(4, true) !== pfn) return null;
+    const dv = new DataView(bytes.buffer, at, 64);
+    if (dv.getUint32(0, true) !== MAGIC || dv.getUint32(4, true) !== pfn) return false;
     version = dv.getUint32(8, true);
     seed = dv.getUint32(12, true);
-    for (let i = 4; i < BLOCK_WORDS; i++) if (dv.getUint32(i * 4, true) !== blockWord(seed, pfn, version, i)) return null;
+    for (let i = 4; i < BLOCK_WORDS; i++) if (dv.getUint32(i * 4, true) !== blockWord(seed, pfn, version, i)) return false;
   }
   // periodic with period 64 <=> page[64..4096) == page[0..4032)
-  if (Buffer.compare(page.subarray(64), page.subarray(0, PAGE_SIZE - 64)) !== 0) return null;
-  return { seed, version };
+  if (wrappedBuf!.compare(wrappedBuf!, at, at + PAGE_SIZE - 64, at + 64, at + PAGE_SIZE) !== 0) return false;
+  lastSeed = seed;
+  lastVersion = version;
+  return true;
 }
 
 /** Memory of one guest: versions per pfn and the digest table. */
@@ -140,21 +168,30 @@ export class GuestMemory {
 
   /** Target side: a page arrived; derive its table entry from its bytes. */
   accept(pfn: number, page: Uint8Array): void {
+    if (page.byteLength !== PAGE_SIZE) {
+      this.corruptPages++;
+      return;
+    }
+    this.acceptAt(pfn, page, 0);
+  }
+
+  /** Target side: the page bytes[off, off+4096) arrived for `pfn` (no views made for intact pages). */
+  acceptAt(pfn: number, bytes: Uint8Array, off: number): void {
     if (pfn >= this.versions.length) {
       this.corruptPages++;
       return;
     }
-    const ok = checkPage(page, pfn);
+    const ok = checkPageAt(bytes, off, pfn);
     if (ok && this.adoptSeed) {
-      this.seed = ok.seed;
+      this.seed = lastSeed;
       this.adoptSeed = false;
     }
-    if (ok && ok.seed === this.seed) {
-      this.versions[pfn] = ok.version;
+    if (ok && lastSeed === this.seed) {
+      this.versions[pfn] = lastVersion;
       this.setCanonical(pfn);
     } else {
       this.corruptPages++;
-      this.table[pfn * 2] = crc32(page) >>> 0;
+      this.table[pfn * 2] = crc32(bytes.subarray(off, off + PAGE_SIZE)) >>> 0;
       this.table[pfn * 2 + 1] = MISSING;
     }
   }

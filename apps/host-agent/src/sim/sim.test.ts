@@ -58,6 +58,30 @@ describe('sim memory', () => {
   });
 });
 
+describe('sim memory, pages checked in place', () => {
+  it('acceptAt reads pages at any offset, aligned or not, and still catches a flipped byte anywhere', () => {
+    const m = GuestMemory.fresh(9, 8);
+    const pfns = Uint32Array.from({ length: 8 }, (_, i) => i);
+    const pages = renderPages(9, pfns, m.versions);
+    for (const shift of [0, 2, 5]) {
+      // the pages inside a bigger buffer, starting `shift` bytes in (not 4-aligned for 2 and 5)
+      const big = new Uint8Array(shift + pages.byteLength + 7);
+      big.set(pages, shift);
+      const t = new GuestMemory(0, new Uint32Array(8), 'missing');
+      for (let i = 0; i < 8; i++) t.acceptAt(i, big, shift + i * 4096);
+      expect(t.corruptPages, `shift ${shift}`).toBe(0);
+      expect(t.digest()).toBe(m.digest());
+      for (const at of [3, 17, 63, 64, 4095]) {
+        const bad = big.slice();
+        bad[shift + 4096 * 2 + at]! ^= 0x40;
+        const u = new GuestMemory(0, new Uint32Array(8), 'missing');
+        for (let i = 0; i < 8; i++) u.acceptAt(i, bad, shift + i * 4096);
+        expect(u.corruptPages, `shift ${shift}, byte ${at}`).toBe(1);
+      }
+    }
+  });
+});
+
 describe('sim driver', () => {
   for (const spec of [pv32, hvm]) {
     it(`legacy 32-bit ${spec.type} -> edge conversion -> v2 64-bit restore keeps the digest`, async () => {

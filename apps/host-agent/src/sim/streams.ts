@@ -14,7 +14,6 @@ import {
   encodeV2,
   hvmContextBlob,
   pageDataBody,
-  pfnEntry,
   writeLegacy,
   type LegacyBodyItem,
   type LegacyVcpu,
@@ -184,8 +183,10 @@ export async function readImage(ts: Toolstack, stream: AsyncIterable<Uint8Array>
       let seg = 0;
       let segOff = 0;
       for (let i = 0; i < body.count; i++) {
-        const e = pfnEntry(pv, i, true);
-        if (e.type >= 0xd) continue; // broken / xalloc / xtab: no data
+        // inline pfnEntry: no object per page
+        const hi = pv.getUint32(i * 8 + 4, true);
+        if (hi >>> 28 >= 0xd) continue; // broken / xalloc / xtab: no data
+        const pfn = (hi & 0xfffff) * 0x1_0000_0000 + pv.getUint32(i * 8, true);
         // the page may sit inside one segment or straddle two
         let cur = body.pages[seg]!;
         while (segOff >= cur.byteLength) {
@@ -193,9 +194,8 @@ export async function readImage(ts: Toolstack, stream: AsyncIterable<Uint8Array>
           segOff = 0;
           cur = body.pages[seg]!;
         }
-        let page: Uint8Array;
         if (segOff + PAGE_SIZE <= cur.byteLength) {
-          page = cur.subarray(segOff, segOff + PAGE_SIZE);
+          mem.acceptAt(pfn, cur, segOff);
           segOff += PAGE_SIZE;
         } else {
           let got = 0;
@@ -210,9 +210,8 @@ export async function readImage(ts: Toolstack, stream: AsyncIterable<Uint8Array>
               segOff = 0;
             }
           }
-          page = scratch;
+          mem.acceptAt(pfn, scratch, 0);
         }
-        mem.accept(e.pfn, page);
         facts.pagesRestored++;
       }
       onBytes?.(body.count * PAGE_SIZE);
