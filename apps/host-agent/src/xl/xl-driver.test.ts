@@ -145,6 +145,52 @@ describe('xl driver (fake xl on PATH)', { timeout: 180_000 }, () => {
     ]);
   });
 
+  // Found against real Xen 4.17 (tools/real-xen): an aborted save killed xl save, which left the
+  // domain suspended (`---ss-`) for good. Now the driver closes the FIFO: xl save fails its write,
+  // resumes the domain and exits on its own; the driver then pauses it (as after a complete save -p).
+  it('cancels a save by closing the FIFO, not by killing xl, and leaves the domain paused', async () => {
+    // an `xl save` that writes until its reader goes away, then "resumes the domain" and exits 1
+    const saver = path.join(dir, 'slow-save.js');
+    await writeFile(saver, [
+      "const fs = require('fs'); const path = require('path'); const dir = process.env.FAKE_XL_DIR; const a = process.argv.slice(2);",
+      "fs.appendFileSync(path.join(dir, 'calls.log'), a.join(' ') + '\\n');",
+      "process.on('SIGTERM', () => { fs.writeFileSync(path.join(dir, 'killed'), '1'); process.exit(143); });",
+      "const fd = fs.openSync(a[a.length - 1], 'w'); const buf = Buffer.alloc(65536, 7);",
+      "(function loop() { try { fs.writeSync(fd, buf); } catch (e) { fs.writeFileSync(path.join(dir, 'resumed'), e.code); process.stderr.write('Failed to save domain, resuming domain\\n'); process.exit(1); } setTimeout(loop, 2); })();",
+    ].join('\n'));
+    const xl = path.join(dir, 'xl-cancel');
+    await writeFile(xl, `#!/bin/sh\nif [ "$1" = save ]; then exec node "${saver}" "$@"; fi\nexec "${path.join(FAKE, 'xl')}" "$@"\n`);
+    await chmod(xl, 0o755);
+    const d = new XlDriver({ xlPath: xl, workDir: path.join(dir, 'work'), capacity: { memoryMiB: 4096, vcpus: 8, maxGuests: 8 } });
+    await d.start();
+
+    // 1. aborted through the signal
+    const ac = new AbortController();
+    const h = await d.save('vm1', { signal: ac.signal });
+    let n = 0;
+    await expect((async () => {
+      for await (const c of h.stream) {
+        n += c.byteLength;
+        if (n >= 256 * 1024) ac.abort();
+      }
+    })()).rejects.toThrow(/exited 1: Failed to save domain, resuming domain/);
+    expect(await readFile(path.join(dir, 'resumed'), 'utf8')).toBe('EPIPE');
+    await expect(readFile(path.join(dir, 'killed'))).rejects.toThrow();
+    expect(await calls()).toContain('pause vm1');
+    expect((await d.guests())[0]!.state).toBe('paused');
+
+    // 2. the consumer stops reading (e.g. the network side failed)
+    await d.unpause('vm1');
+    await rm(path.join(dir, 'resumed'));
+    const h2 = await d.save('vm1', {});
+    for await (const c of h2.stream) {
+      if (c.byteLength > 0) break;
+    }
+    expect(await readFile(path.join(dir, 'resumed'), 'utf8')).toBe('EPIPE');
+    await expect(readFile(path.join(dir, 'killed'))).rejects.toThrow();
+    expect((await d.guests())[0]!.state).toBe('paused');
+  });
+
   it('fails like xl does: unknown domain, a stream xl refuses', async () => {
     const d = driver();
     await d.start();

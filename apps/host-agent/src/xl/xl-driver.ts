@@ -25,7 +25,11 @@ export interface XlDriverOptions {
   capacity: HostCapacity;
   /** Timeout of short commands (list, pause, ...), ms. */
   commandTimeoutMs?: number;
+  /** How long a save that stops early may take to resume the domain and exit before xl is killed, ms. */
+  saveStopGraceMs?: number;
 }
+
+const SAVE_STOP_GRACE_MS = 120_000;
 
 /**
  * One domain of `xl list -l` (libxl's JSON of the domain config). As xl 4.17 prints it: c_info.type is
@@ -147,31 +151,68 @@ export class XlDriver implements HypervisorDriver {
     const fifo = await this.fifo();
     const summary: SaveSummary = { rounds: 1, pageBytes: 0, memoryDigest: null, pausedAt: 0 };
     const xlPath = this.opts.xlPath;
+    const exitOf = (c: ChildProcess, what: string): Promise<void> => this.exitOf(c, what);
+    const afterFailedSave = (c: ChildProcess, exit: Promise<void>, rs: { destroy(): void }): Promise<void> => this.afterFailedSave(vmId, c, exit, rs);
     async function* stream(): AsyncGenerator<Uint8Array, void, undefined> {
       const child = spawn(xlPath, ['save', '-p', vmId, fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
-      const exit = exitOfStatic(child, `xl save -p ${vmId}`);
+      const exit = exitOf(child, `xl save -p ${vmId}`);
       exit.catch(() => undefined);
-      const onAbort = (): void => void child.kill('SIGTERM');
+      const rs = createReadStream(fifo, { highWaterMark: 1024 * 1024 });
+      // Cancel by closing our end of the FIFO, never by killing xl: xl save then fails its write,
+      // resumes the domain itself and exits. Killed, it leaves the domain suspended for good (real Xen
+      // 4.17: `---ss-`, which no xl command undoes).
+      const onAbort = (): void => void rs.destroy();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       summary.pausedAt = Date.now();
       opts.onPaused?.(summary.pausedAt);
+      let ok = false;
       try {
-        const rs = createReadStream(fifo, { highWaterMark: 1024 * 1024 });
         // xl failing before it opens the FIFO would leave our open blocked for good: end it with EOF
         unblockIfExitsFirst(exit, rs, fifo, 'writer');
-        for await (const chunk of rs) {
-          summary.pageBytes += (chunk as Buffer).byteLength;
-          yield chunk as Buffer;
+        try {
+          for await (const chunk of rs) {
+            summary.pageBytes += (chunk as Buffer).byteLength;
+            yield chunk as Buffer;
+          }
+        } catch (e) {
+          // our end closed under xl (abort): xl's exit status says what became of the save
+          if (!opts.signal?.aborted) throw e;
         }
         await exit;
+        if (opts.signal?.aborted) throw new DriverError('TOOLSTACK_ERROR', `xl save -p ${vmId}: aborted, but xl finished the save`);
+        ok = true;
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
-        if (child.exitCode === null) child.kill('SIGTERM');
+        if (!ok) await afterFailedSave(child, exit, rs);
         await rm(fifo, { force: true });
       }
     }
-    const exitOfStatic = (c: ChildProcess, w: string): Promise<void> => this.exitOf(c, w);
     return { stream: stream(), memoryBytes: spec.memoryMiB * 1024 * 1024, summary: () => summary };
+  }
+
+  /**
+   * A save that did not complete (aborted, failed, or its consumer stopped reading): let xl save fail
+   * on the closed FIFO and resume the domain (`SAVE_STOP_GRACE_MS`, then SIGTERM as the last resort),
+   * then pause the domain, so that it is paused as after a complete `save -p` and the caller's
+   * unpause() (cancelled migration) or destroy() works the same either way.
+   */
+  private async afterFailedSave(vmId: string, child: ChildProcess, exit: Promise<void>, rs: { destroy(): void }): Promise<void> {
+    rs.destroy();
+    if (child.exitCode === null && child.signalCode === null) {
+      let timer: NodeJS.Timeout | undefined;
+      const exited = await Promise.race([
+        exit.then(() => true, () => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.opts.saveStopGraceMs ?? SAVE_STOP_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!exited) {
+        child.kill('SIGTERM');
+        await exit.catch(() => undefined);
+      }
+    }
+    const line = (await this.run(['list']).catch(() => '')).split('\n').find((l) => l.trim().split(/\s+/)[0] === vmId);
+    const state = line?.trim().split(/\s+/)[4] ?? '';
+    if (line && !state.includes('p') && !state.includes('s')) await this.run(['pause', vmId]).catch(() => undefined);
   }
 
   async restore(spec: VmSpec, stream: AsyncIterable<Uint8Array>, opts: RestoreOptions): Promise<RestoreResult> {
