@@ -42,12 +42,18 @@ export async function* throttle(source: AsyncIterable<Uint8Array>, limiters: (Ra
  */
 export class Tap {
   bytes = 0;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: Hash | null;
   private hex: string | null = null;
-  constructor(private readonly onBytes?: (total: number) => void) {}
+  /** `hash: false` only counts (a stream someone else checks: the store's GET verifies its own sha256). */
+  constructor(
+    private readonly onBytes?: (total: number) => void,
+    opts: { hash?: boolean } = {},
+  ) {
+    this.hash = opts.hash === false ? null : createHash('sha256');
+  }
   async *pipe(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
     for await (const chunk of source) {
-      this.hash.update(chunk);
+      this.hash?.update(chunk);
       this.bytes += chunk.byteLength;
       this.onBytes?.(this.bytes);
       yield chunk;
@@ -55,6 +61,7 @@ export class Tap {
   }
   /** sha256 (hex) of everything that went through. */
   async sha256(): Promise<string> {
+    if (!this.hash) throw new Error('this tap only counts');
     this.hex ??= this.hash.digest('hex');
     return this.hex;
   }

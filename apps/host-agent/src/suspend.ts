@@ -116,12 +116,16 @@ export class SuspendService {
     const total = p.vm.memoryMiB * 1024 * 1024;
     this.progress('resume', op, 'downloading', 0, total);
     let last = 0;
-    const tap = new Tap((n) => {
-      if (Date.now() - last > 500) {
-        last = Date.now();
-        this.progress('resume', op, 'restoring', n, total);
-      }
-    });
+    // Counts only: the store checks the image's sha256 while it streams and breaks the transfer on a mismatch.
+    const tap = new Tap(
+      (n) => {
+        if (Date.now() - last > 500) {
+          last = Date.now();
+          this.progress('resume', op, 'restoring', n, total);
+        }
+      },
+      { hash: false },
+    );
     const body = await this.store.get(p.store.url, p.store.checkpointId, p.restore, op.signal);
     try {
       const r = await this.driver.restore(p.vm, tap.pipe(body), { signal: op.signal });
