@@ -1,5 +1,5 @@
 import { afterAll, expect, it } from 'vitest';
-import type { CampaignDto, CampaignPlanDto, HostDto, VmDto } from '@ferry/contracts';
+import type { CampaignDto, CampaignPlanDto, FerryEvent, HostDto, VmDto } from '@ferry/contracts';
 import { digest } from './fake-agent';
 import { LEGACY32, V2_64, World, api, guest, until } from './harness';
 
@@ -66,6 +66,13 @@ it('upgrades two 32-bit legacy hosts host by host, survives a control-plane cras
     const host = (await api<HostDto>(b.url, `/v1/hosts/${h}`)).body;
     expect(host).toMatchObject({ toolstack: V2_64, draining: false, campaignId: null, state: 'online' });
   }
+  // watchers saw the hosts' campaign flags come and go (host.updated events, not just the final state)
+  const hostEvents = (await w.redis.xrange(`${w.keyPrefix}:events`, '-', '+'))
+    .map(([, f]) => JSON.parse(f[1]!) as FerryEvent)
+    .filter((e) => e.type === 'host.updated' && e.entityId === 'old1')
+    .map((e) => e.data as HostDto);
+  expect(hostEvents.some((h) => h.draining && h.campaignId === id)).toBe(true);
+  expect(hostEvents.at(-1)).toMatchObject({ draining: false, campaignId: null });
   // every VM is back home with the same memory
   const vms = (await api<{ items: VmDto[] }>(b.url, '/v1/vms?limit=100')).body.items;
   for (const [home, guests] of Object.entries(gs)) {

@@ -110,6 +110,12 @@ export class HostsService {
     return dto;
   }
 
+  /** Sets workflow flags (campaigns: draining, upgrading, campaignId) and tells watchers. */
+  async updateFlags(id: string, flags: Parameters<HostsRepository['setFlags']>[1]): Promise<void> {
+    await this.hosts.setFlags(id, flags);
+    if (await this.hosts.get(id)) await this.events.publish('host.updated', 'host', id, await this.get(id));
+  }
+
   async register(req: RegisterRequest): Promise<RegisterResponse> {
     const now = Date.now();
     const prev = await this.hosts.get(req.hostId);

@@ -3,7 +3,7 @@ import { HostJobProducer } from '@ferry/queue';
 import { canReceive, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
 import { fail } from './errors';
-import { hostToDto, vmToDto } from './hosts.service';
+import { HostsService, hostToDto, vmToDto } from './hosts.service';
 import { EventsRepository, HostsRepository, OperationsRepository, VmsRepository, type HostRecord, type OperationRecord } from './repos';
 import { newId, nowIso } from './redis';
 
@@ -21,6 +21,7 @@ export class OperationsService {
     private readonly hosts: HostsRepository,
     private readonly events: EventsRepository,
     private readonly producer: HostJobProducer,
+    private readonly hostFlags: HostsService,
   ) {}
 
   async get(id: string): Promise<OperationDto> {
@@ -128,7 +129,7 @@ export class OperationsService {
     } else if (op.kind === 'upgrade') {
       if (!op.hostId || !this.online(await this.hosts.get(op.hostId))) return false;
       if (!(await this.repo.transition(id, ['queued'], { state: 'running', phase: 'dispatched' }))) return false;
-      await this.hosts.setFlags(op.hostId, { upgrading: true });
+      await this.hostFlags.updateFlags(op.hostId, { upgrading: true });
       await this.producer.dispatch(op.hostId, 'upgrade', { operationId: id, attempt: op.attempt, campaignId: op.campaignId, toolstack: op.payload.toolstack as Toolstack });
     } else {
       if (!op.hostId) return false;
@@ -161,7 +162,7 @@ export class OperationsService {
         const nv = await this.vms.get(op.vmId);
         if (nv) await this.events.publish('vm.updated', 'vm', nv.id, vmToDto(nv));
       }
-      if (op.kind === 'upgrade' && op.hostId) await this.hosts.setFlags(op.hostId, { upgrading: false });
+      if (op.kind === 'upgrade' && op.hostId) await this.hostFlags.updateFlags(op.hostId, { upgrading: false });
       await this.publish(op.id);
     }
     return false;

@@ -7,6 +7,7 @@ import { Lease, nowIso } from '../core/redis';
 import { CampaignsRepository, EventsRepository, HostsRepository, MigrationsRepository, OperationsRepository, RedisKeys, VmsRepository } from '../core/repos';
 import { MigrationsService } from '../core/migrations.service';
 import { OperationsService } from '../core/operations.service';
+import { HostsService } from '../core/hosts.service';
 
 type Camp = CampaignDto & { control: 'run' | 'pause' | 'abort' };
 const ACTIVE_STEPS = ['draining', 'upgrading', 'awaiting-return', 'refilling'];
@@ -38,6 +39,7 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
     private readonly migrations: MigrationsService,
     private readonly operations: OperationsService,
     private readonly events: EventsRepository,
+    private readonly hostFlags: HostsService,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -119,7 +121,7 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
       step.error = h ? `host is in campaign '${h.campaignId}'` : 'host not found';
       return;
     }
-    await this.hosts.setFlags(step.hostId, { draining: true, campaignId: c.id });
+    await this.hostFlags.updateFlags(step.hostId, { draining: true, campaignId: c.id });
     // VMs that arrived since the plan are drained too.
     const onHost = (await this.vms.many(await this.vms.idsOnHost(step.hostId))).filter((v) => v.state !== 'suspended');
     for (const v of onHost) {
@@ -205,7 +207,7 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
       step.state = 'failed';
       step.error = msg;
       step.finishedAt = nowIso();
-      await this.hosts.setFlags(step.hostId, { draining: false, upgrading: false, campaignId: null });
+      await this.hostFlags.updateFlags(step.hostId, { draining: false, upgrading: false, campaignId: null });
     };
     if (step.state === 'draining') {
       for (const v of step.vms) {
@@ -256,7 +258,7 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
       const h = await this.hosts.get(step.hostId);
       const back = !!h && h.hb !== null && Date.now() - h.hb <= this.cfg.FERRY_OFFLINE_AFTER_MS && !h.upgrading && h.agentState === 'ready' && sameToolstack(h.info.toolstack, step.toolstackAfter);
       if (back) {
-        await this.hosts.setFlags(step.hostId, { draining: false });
+        await this.hostFlags.updateFlags(step.hostId, { draining: false });
         step.state = 'refilling';
       } else if (step.startedAt && Date.now() - Date.parse(step.startedAt) > this.cfg.FERRY_UPGRADE_TIMEOUT_MS) {
         return fail(`host did not come back with ${JSON.stringify(step.toolstackAfter)} in time`);
@@ -288,7 +290,7 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
       if (step.vms.some((v) => v.state === 'failed')) return fail(`refill failed: ${step.vms.filter((v) => v.state === 'failed').map((v) => `${v.vmId}: ${v.error}`).join('; ')}`);
       step.state = 'done';
       step.finishedAt = nowIso();
-      await this.hosts.setFlags(step.hostId, { draining: false, campaignId: null });
+      await this.hostFlags.updateFlags(step.hostId, { draining: false, campaignId: null });
     }
   }
 }
