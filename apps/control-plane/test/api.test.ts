@@ -114,6 +114,7 @@ describe('agent credentials', () => {
     expect(r.status).toBe(200);
     expect(r.body.token).toBe(deriveAgentToken(SECRET, 'h9'));
     expect(r.body.queueName).toBe('ferry.host.h9');
+    expect(r.body.redisUser).toBe(`${w.queuePrefix}-agent-h9`); // one user per stack sharing a Redis
     const rules = String(await w.redis.call('ACL', 'GETUSER', r.body.redisUser));
     expect(rules).toContain(`${w.queuePrefix}:ferry.host.h9:*`);
     await w.redis.call('ACL', 'DELUSER', r.body.redisUser);

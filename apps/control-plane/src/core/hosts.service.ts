@@ -203,9 +203,10 @@ export class HostsService {
   /**
    * Credentials for one host's agent: its bearer token (HMAC of FERRY_AGENT_SECRET) and a fresh Redis ACL
    * user limited to its own queue keys (`{prefix}:ferry.host.{hostId}:*`). Calling again rotates the password.
+   * The user is named after the queue prefix too, so two Ferry stacks sharing one Redis never share a user.
    */
   async agentCredentials(hostId: string): Promise<{ hostId: string; token: string; redisUser: string; redisPassword: string; queueName: string; queuePrefix: string }> {
-    const user = `ferry-agent-${hostId}`;
+    const user = `${this.cfg.FERRY_QUEUE_PREFIX}-agent-${hostId}`;
     const password = randomBytes(24).toString('base64url');
     await provisionAgentAclUser(this.redis, user, password, hostId, this.cfg.FERRY_QUEUE_PREFIX);
     return { hostId, token: deriveAgentToken(this.cfg.agentSecret, hostId), redisUser: user, redisPassword: password, queueName: hostQueueName(hostId), queuePrefix: this.cfg.FERRY_QUEUE_PREFIX };
