@@ -61,6 +61,8 @@ export class FakeAgent {
   readonly token: string;
   /** test knobs */
   hang = false; // stop reporting progress (to provoke a stall)
+  /** Holds a suspend after its first progress report until it resolves: 'cancel-ok' gives up if cancelled meanwhile; 'past-ponr' completes regardless. */
+  suspendGate: Promise<'cancel-ok' | 'past-ponr'> | null = null;
   pauseBeforeCommit: Promise<void> | null = null;
   failSend: { code: 'STREAM_ERROR'; retryable: boolean } | null = null;
   readonly jobsSeen: string[] = [];
@@ -255,6 +257,10 @@ export class FakeAgent {
         const g = this.guests.get(p.vmId);
         if (!g) throw new Error('no vm');
         await this.progress(p.operationId, p.attempt, 'suspend', 'uploading', { bytesDone: 1, bytesTotal: 2 });
+        if (this.suspendGate && (await this.suspendGate) === 'cancel-ok' && this.cancelled.has(`${p.operationId}#${p.attempt}`)) {
+          await this.report({ type: 'failed', operationId: p.operationId, attempt: p.attempt, job: 'suspend', error: { code: 'CANCELLED', message: 'cancelled', retryable: false } });
+          throw new Cancelled('cancelled');
+        }
         fakeStore.set(p.store.checkpointId, { ...g });
         this.guests.delete(p.vmId);
         const { memory, state: _s, ...spec } = g;

@@ -132,6 +132,29 @@ describe('migrations with fake agents', () => {
     expect((await api<VmDto>(url, '/v1/vms/vm-s')).body.hostId).toBe('src');
   });
 
+  it('a suspend with no progress for the stall time fails STALLED and is cancelled; one that finishes anyway still counts', async () => {
+    w = new World();
+    const { url } = await w.cp({ FERRY_STALL_AFTER_MS: '400' });
+    const h = await w.agent(url, { hostId: 'h1', toolstack: V2_64, guests: [guest('vm-p'), guest('vm-q')] });
+    const op = async (id: string) => (await api<{ state: string; error: { code: string } | null }>(url, `/v1/operations/${id}`)).body;
+    // 1. the agent honours the cancel: the VM stays running where it was
+    let open!: (v: 'cancel-ok' | 'past-ponr') => void;
+    h.suspendGate = new Promise((r) => (open = r));
+    const s1 = await api<{ id: string }>(url, '/v1/vms/vm-p/suspend', { body: {} });
+    const failed = await until('stalled', async () => ((await op(s1.body.id)).state === 'failed' ? op(s1.body.id) : null));
+    expect(failed.error?.code).toBe('STALLED');
+    expect((await api<VmDto>(url, '/v1/vms/vm-p')).body).toMatchObject({ state: 'running', hostId: 'h1' });
+    open('cancel-ok');
+    await until('agent kept the guest', async () => h.guests.get('vm-p')?.state === 'running');
+    // 2. the agent was past its point of no return: its late completion stands
+    h.suspendGate = new Promise((r) => (open = r));
+    const s2 = await api<{ id: string }>(url, '/v1/vms/vm-q/suspend', { body: {} });
+    await until('stalled', async () => (await op(s2.body.id)).state === 'failed');
+    open('past-ponr');
+    await until('late completion', async () => (await op(s2.body.id)).state === 'completed');
+    expect((await api<VmDto>(url, '/v1/vms/vm-q')).body).toMatchObject({ state: 'suspended', hostId: null });
+  });
+
   it('retries a retryable failure with backoff, then completes', async () => {
     w = new World();
     const { url } = await w.cp();

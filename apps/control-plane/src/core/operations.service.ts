@@ -173,9 +173,27 @@ export class OperationsService {
     if (o) await this.events.publish('operation.updated', 'operation', id, opToDto(o));
   }
 
+  /**
+   * A running suspend or resume with no report for `stallMs` fails with STALLED and its agent is told
+   * to cancel (before its point of no return the VM stays where it was: running on its host, or in
+   * the store). An agent that was already past that point reports completion later; onReport takes it.
+   */
+  async failIfStalled(id: string, stallMs: number, now = Date.now()): Promise<boolean> {
+    const op = await this.repo.get(id);
+    if (!op || op.state !== 'running' || (op.kind !== 'suspend' && op.kind !== 'resume') || !op.hostId) return false;
+    if (now - Date.parse(op.updatedAt) <= stallMs) return false;
+    const reason = `stalled: no progress for ${stallMs} ms in phase ${op.phase}`;
+    await this.producer.dispatch(op.hostId, 'cancel', { operationId: `cancel-${op.id}-${op.attempt}`, attempt: 1, targetOperationId: op.id, targetAttempt: op.attempt, reason }).catch(() => undefined);
+    await this.failOp(op, 'STALLED', reason);
+    return true;
+  }
+
   async onReport(hostId: string, r: AgentReport): Promise<void> {
     const op = await this.repo.get(r.operationId);
-    if (!op || op.hostId !== hostId || r.attempt !== op.attempt || op.state !== 'running') return;
+    if (!op || op.hostId !== hostId || r.attempt !== op.attempt) return;
+    // The agent finished after all (past its point of no return when the stall was declared): its word stands.
+    const lateCompletion = r.type === 'completed' && op.state === 'failed' && op.error?.code === 'STALLED';
+    if (op.state !== 'running' && !lateCompletion) return;
     if (r.type === 'progress') {
       await this.repo.transition(op.id, ['running'], { phase: r.phase, progress: { bytesDone: r.bytesDone, bytesTotal: r.bytesTotal } });
       await this.publish(op.id);
@@ -185,7 +203,7 @@ export class OperationsService {
       await this.failOp(op, r.error.code, `${hostId}: ${r.error.message}`);
       return;
     }
-    if (!(await this.repo.transition(op.id, ['running'], { state: 'completed', phase: 'completed' }))) return;
+    if (!(await this.repo.transition(op.id, lateCompletion ? ['failed'] : ['running'], { state: 'completed', phase: 'completed', ...(lateCompletion ? { error: null } : {}) }))) return;
     if (r.job === 'suspend' && op.vmId) {
       const c = r.result.checkpoint;
       await this.vms.put(

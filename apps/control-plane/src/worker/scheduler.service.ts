@@ -69,7 +69,10 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
         .catch(() => undefined);
     }
     await this.dispatchMigrations(hosts.filter(online), now);
-    for (const id of await this.ops.activeIds()) await this.operations.tryDispatch(id).catch(() => false);
+    for (const id of await this.ops.activeIds()) {
+      if (await this.operations.failIfStalled(id, this.cfg.FERRY_STALL_AFTER_MS, now).catch(() => false)) continue;
+      await this.operations.tryDispatch(id).catch(() => false);
+    }
   }
 
   private usage: { at: number; used: Map<string, { mem: number; guests: number }> } | null = null;
