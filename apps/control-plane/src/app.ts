@@ -6,7 +6,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { loadCpConfig, type CpConfig } from './config';
 import { CoreModule } from './core/core.module';
 import { AuthGuard } from './http/auth';
-import { AgentsController, CampaignsController, EventsController, HostsController, MigrationsController, OperationsController, OpsController, VmsController } from './http/controllers';
+import { AgentsController, CampaignsController, EventsController, HostsController, MeController, MigrationsController, OperationsController, OpsController, VmsController } from './http/controllers';
 import { EventsHub } from './http/events.hub';
 import { CampaignRunnerService } from './worker/campaign-runner.service';
 import { SchedulerService } from './worker/scheduler.service';
@@ -16,7 +16,7 @@ export class HttpModule {
   static forRoot(): DynamicModule {
     return {
       module: HttpModule,
-      controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, AgentsController, EventsController, OpsController],
+      controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, AgentsController, EventsController, MeController, OpsController],
       providers: [EventsHub, { provide: APP_GUARD, useClass: AuthGuard }],
     };
   }

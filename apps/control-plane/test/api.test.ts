@@ -32,6 +32,12 @@ describe('auth', () => {
     expect((await api(url, '/v1/campaigns', { body: camp, token: OPERATOR })).status).toBe(403);
     expect((await api(url, '/v1/campaigns/plan', { body: camp, token: VIEWER })).status).toBe(200);
   });
+  it('GET /v1/me tells a token its role', async () => {
+    expect((await api(url, '/v1/me', { token: null })).status).toBe(401);
+    for (const [token, role] of [[VIEWER, 'viewer'], [OPERATOR, 'operator'], [ADMIN, 'admin']] as const) {
+      expect((await api<{ role: string }>(url, '/v1/me', { token })).body).toEqual({ role });
+    }
+  });
   it('agent tokens work only on their own host paths and never on the operator API', async () => {
     const t1 = deriveAgentToken(SECRET, 'h1');
     expect((await api(url, '/v1/hosts', { token: t1 })).status).toBe(403);

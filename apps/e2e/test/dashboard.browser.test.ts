@@ -14,6 +14,7 @@ import { REPO_ROOT, alive, call, list, redisUnavailable, startStack, waitUntil, 
 const CHROMIUM = process.env.FERRY_CHROMIUM ?? '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const SHOTS = path.join(REPO_ROOT, 'test-artifacts', 'screenshots');
+const VIEWER_TOKEN = 'dashboard-viewer-token-0001';
 const LEGACY_32 = path.join(REPO_ROOT, 'libs/stream-codec/test/legacy/golden/pv32-w32-libxc.legacy');
 
 const skip = !fs.existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (set FERRY_CHROMIUM)` : redisUnavailable();
@@ -32,7 +33,7 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
   };
 
   beforeAll(async () => {
-    stack = await startStack({ via: 'node', args: ['--quiet'] });
+    stack = await startStack({ via: 'node', args: ['--quiet'], env: { FERRY_API_TOKENS: `viewer:${VIEWER_TOKEN}` } });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
     page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
     page.on('console', (m) => {
@@ -65,6 +66,20 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
     await p.click('[data-testid=signin]');
     await p.locator('[data-testid=sse-status].live').waitFor({ timeout: 30_000 });
     await ctx.close();
+  });
+
+  it('offers a viewer no actions (GET /v1/me), and the admin every one', async () => {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    await p.goto(`${stack.url}/?token=${VIEWER_TOKEN}`);
+    await p.locator('[data-testid=sse-status].live').waitFor({ timeout: 30_000 });
+    await p.locator('[data-testid^=vm-]').nth(3).waitFor();
+    await p.waitForFunction(() => document.querySelector('[data-testid=role]')?.textContent === 'viewer');
+    expect(await p.locator('[data-testid^=migrate-]').count()).toBe(0);
+    expect(await p.locator('.host-actions').count()).toBe(0);
+    await ctx.close();
+    await page.waitForFunction(() => document.querySelector('[data-testid=role]')?.textContent === 'admin');
+    await page.locator('[data-testid^=migrate-]').first().waitFor();
   });
 
   it('signs in from the printed URL and shows the fleet grouped by toolstack', async () => {

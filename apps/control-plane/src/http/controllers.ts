@@ -191,6 +191,16 @@ export class EventsController {
   }
 }
 
+@ApiTags('auth')
+@ApiBearerAuth()
+@Controller('v1/me')
+export class MeController {
+  @Get() @Roles('viewer') @ApiOperation({ summary: "the caller's role (viewer, operator or admin): what a UI may offer it" })
+  me(@Req() req: AuthedRequest): { role: string } {
+    return { role: req.ferryRole ?? 'viewer' };
+  }
+}
+
 @ApiTags('ops')
 @Controller()
 export class OpsController {

@@ -2,8 +2,8 @@
  * Ferry dashboard: sign-in, navigation, one SSE connection that keeps the store current.
  * Views: fleet, migrations (with throughput chart), campaigns, checkpoints, stream inspector.
  */
-import type { CampaignDto, FerryEvent, HostDto, MigrationDto, VmDto } from '@ferry/contracts';
-import { api, getToken, listAll, setToken } from './api';
+import type { CampaignDto, FerryEvent, HostDto, MigrationDto, Role, VmDto } from '@ferry/contracts';
+import { HttpError, api, getToken, listAll, setToken } from './api';
 import type { App, View } from './app';
 import { h, replace } from './dom';
 import { rate } from './format';
@@ -86,8 +86,13 @@ function start(): void {
       location.hash = `#/${r}`;
     },
   };
-  const signOut = h('button.link', { onclick: () => (setToken(null), sse?.stop(), signIn()) }, 'Sign out');
-  replace(root, h('header', h('strong.brand', 'Ferry'), nav, h('span.spacer'), summary, status, signOut), main, toasts);
+  const signOut = h('button.link', { onclick: () => (setToken(null), sse?.stop(), (store.role = null), signIn()) }, 'Sign out');
+  const roleBadge = h('span.role', { 'data-testid': 'role' });
+  const renderRole = (): void => {
+    roleBadge.textContent = store.role ?? '';
+    roleBadge.title = store.role === 'viewer' ? 'read-only: actions are hidden' : '';
+  };
+  replace(root, h('header', h('strong.brand', 'Ferry'), nav, h('span.spacer'), summary, status, roleBadge, signOut), main, toasts);
 
   let current: View | null = null;
   let currentRoute = '';
@@ -144,6 +149,13 @@ function start(): void {
         listAll<CampaignDto>('/v1/campaigns').catch(() => [] as CampaignDto[]),
       ]);
       store.load({ hosts, vms, migrations, campaigns });
+      // What this token may do; a control plane without /v1/me (older) gets every button, as before.
+      store.role = await api<{ role: Role }>('GET', '/v1/me').then(
+        (r) => r.role,
+        (e: unknown) => (e instanceof HttpError && e.status === 404 ? 'admin' : store.role),
+      );
+      renderRole();
+      store.changed();
     },
     onMessage: (m) => {
       if (!m.data || m.event === 'ping' || m.event === 'hello') return;

@@ -1,5 +1,5 @@
 /** Client-side state: snapshots from REST, kept current by SSE events. */
-import type { CampaignDto, FerryEvent, HostDto, MigrationDto, MigrationProgress, OperationDto, VmDto } from '@ferry/contracts';
+import type { CampaignDto, FerryEvent, HostDto, MigrationDto, MigrationProgress, OperationDto, Role, VmDto } from '@ferry/contracts';
 import { isTerminalPhase } from '@ferry/contracts';
 
 export interface Sample {
@@ -21,8 +21,16 @@ export class Store {
   samples: Sample[] = [];
   lastEventAt = 0;
   events = 0;
+  /** The signed-in token's role (GET /v1/me); actions it may not take are not offered. Null until known. */
+  role: Role | null = null;
   private listeners = new Set<() => void>();
   private scheduled = false;
+
+  /** Whether the signed-in role may do what needs `min` (viewer < operator < admin). */
+  can(min: Role): boolean {
+    const rank = { viewer: 1, operator: 2, admin: 3 } as const;
+    return this.role !== null && rank[this.role] >= rank[min];
+  }
 
   subscribe(fn: () => void): () => void {
     this.listeners.add(fn);

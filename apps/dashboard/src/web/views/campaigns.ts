@@ -60,7 +60,8 @@ export function campaignsView(app: App): View {
     const start = h(
       'button.primary',
       {
-        disabled: !p.feasible,
+        disabled: !p.feasible || !store.can('admin'),
+        title: store.can('admin') ? '' : 'starting a campaign needs an admin token',
         'data-testid': 'campaign-start',
         onclick: () => {
           start.disabled = true;
@@ -161,9 +162,9 @@ export function campaignsView(app: App): View {
         h('span.muted', ` ${c.request.strategy} · started ${ago(c.createdAt)}`),
         h('span.spacer'),
         badge(c.state),
-        c.state === 'running' ? h('button.small', { onclick: () => control(c, 'pause') }, 'Pause') : null,
-        c.state === 'paused' ? h('button.small', { onclick: () => control(c, 'resume') }, 'Resume') : null,
-        live && c.state !== 'aborting' ? h('button.small.danger', { onclick: () => control(c, 'abort') }, 'Abort') : null,
+        c.state === 'running' && store.can('operator') ? h('button.small', { onclick: () => control(c, 'pause') }, 'Pause') : null,
+        c.state === 'paused' && store.can('operator') ? h('button.small', { onclick: () => control(c, 'resume') }, 'Resume') : null,
+        live && c.state !== 'aborting' && store.can('admin') ? h('button.small.danger', { onclick: () => control(c, 'abort') }, 'Abort') : null,
       ),
       bar(c.counts.hostsDone, c.counts.hostsTotal, `${c.counts.hostsDone}/${c.counts.hostsTotal} hosts done${c.counts.hostsFailed ? `, ${c.counts.hostsFailed} failed` : ''}`),
       h('table.steps-table', h('thead', h('tr', h('th', '#'), h('th', 'host'), h('th', 'toolstack'), h('th', 'step'), h('th', 'guests'), h('th'))), h('tbody', [...c.hosts].sort((a, b) => a.order - b.order).map(hostRow))),

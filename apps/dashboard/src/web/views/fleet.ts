@@ -76,8 +76,10 @@ export function fleetView(app: App): View {
     return !c || ['running', 'paused', 'aborting'].includes(c.state);
   };
 
-  const hostActions = (host: HostDto): HTMLElement =>
-    h(
+  const hostActions = (host: HostDto): HTMLElement | null =>
+    !store.can('operator')
+      ? null
+      : h(
       'span.host-actions',
       host.draining
         ? h('button.small', { onclick: () => act(`${host.id}: no longer draining`, 'DELETE', `/v1/hosts/${encodeURIComponent(host.id)}/drain`) }, 'Undrain')
@@ -132,7 +134,7 @@ export function fleetView(app: App): View {
                   h('td.mono', { title: vm.memoryDigest ?? '' }, shortDigest(vm.memoryDigest)),
                   h(
                     'td.actions-cell',
-                    vm.state === 'running' && !vm.activeOperationId
+                    vm.state === 'running' && !vm.activeOperationId && store.can('operator')
                       ? [
                           h('button.small', { onclick: () => openMigrate(vm), 'data-testid': `migrate-${vm.id}` }, 'Migrate'),
                           ' ',
@@ -181,7 +183,7 @@ export function fleetView(app: App): View {
                   h(
                     'li',
                     `${v.name} · ${mib(v.memoryMiB)} · ${v.state}${v.latestCheckpoint ? ` · checkpoint ${v.latestCheckpoint.id}` : ''} `,
-                    v.state === 'suspended' ? h('button.small', { onclick: () => act(`resuming ${v.name}`, 'POST', `/v1/vms/${encodeURIComponent(v.id)}/resume`, {}) }, 'Resume') : null,
+                    v.state === 'suspended' && store.can('operator') ? h('button.small', { onclick: () => act(`resuming ${v.name}`, 'POST', `/v1/vms/${encodeURIComponent(v.id)}/resume`, {}) }, 'Resume') : null,
                   ),
                 ),
               ),

@@ -61,7 +61,7 @@ export function migrationsView(app: App): View {
         badge(m.phase, m.phase),
         m.cancelRequested && !terminal ? badge('cancel requested', 'warn') : null,
         stuck ? badge(`no progress for ${duration(quietMs)}`, 'failed') : null,
-        canCancel ? h('button.small.danger', { onclick: () => cancel(m), 'data-testid': `cancel-${m.id}` }, 'Cancel') : null,
+        canCancel && store.can('operator') ? h('button.small.danger', { onclick: () => cancel(m), 'data-testid': `cancel-${m.id}` }, 'Cancel') : null,
         !terminal && !canCancel && m.pointOfNoReturn?.passed ? h('span.muted', { title: 'past the point of no return' }, ' committed') : null,
       ),
       steps(m),
