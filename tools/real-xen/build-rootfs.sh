@@ -14,8 +14,11 @@ if [ ! -x rootfs/usr/lib/xen-4.17/bin/xl ]; then
     --include=linux-image-amd64,xen-hypervisor-4.17-amd64,xen-utils-4.17,xenstore-utils,qemu-system-xen,busybox-static,kmod,procps,initramfs-tools,cpio \
     bookworm rootfs "$MIRROR"
 fi
-# the hypervisor as a multiboot image for qemu -kernel (the host's copy, same Debian package)
-zcat /boot/xen-4.17-amd64.gz > xen-4.17
+# the hypervisor as a multiboot image for qemu -kernel: the HOST's copy (apt-get install above). On
+# 2026-11-25 that was 4.17.7+13 from bookworm-security, while debootstrap (bookworm main only) put
+# xen-utils 4.17.5+72 in the rootfs; all runs in results-2026-11-25.md used that pair.
+# XEN_GZ=rootfs/boot/xen-4.17-amd64.gz takes the rootfs's own hypervisor instead.
+zcat "${XEN_GZ:-/boot/xen-4.17-amd64.gz}" > xen-4.17
 # guest: a busybox initrd whose init prints a banner and then ticks
 rm -rf guest-initrd && mkdir -p guest-initrd/bin
 cp rootfs/bin/busybox guest-initrd/bin/

@@ -364,8 +364,8 @@ async function abortPaths(d: XlDriver, spec: VmSpec, image: Buffer): Promise<voi
     try {
       await d.restore(spec, (async function* () {
         for await (const c of chunks(image)) {
-          n += c.byteLength;
-          if (n >= ABORT_AT) ac.abort();
+          if (n >= ABORT_AT && !ac.signal.aborted) ac.abort();
+          if (!ac.signal.aborted) n += c.byteLength;
           yield c;
         }
       })(), { signal: ac.signal });

@@ -5,6 +5,7 @@
 #   pvmig  the same, then a save piped through the codec into a restore in this dom0
 #   hvm    HVM guest (no disk), the same as pv
 #   hvmmig the same as hvm, plus the in-dom0 migration
+#   hvmabort hvmmig, then a save and a restore aborted part way
 #   pvabort pvmig, then a save and a restore aborted part way (AbortSignal)
 #   pvh    PVH guest with the in-dom0 migration
 #   slow   the vitest slow test apps/host-agent/src/xl/xl-driver.slow.test.ts (PV guest)
@@ -38,4 +39,5 @@ if want slow; then
 fi
 want hvm && check hvm --guest hvm --cfg /guests/hvm.cfg --up-marker none --boot-wait 90
 want hvmmig && check hvmmig --guest hvm --cfg /guests/hvm.cfg --up-marker none --boot-wait 90 --migrate
+want hvmabort && check hvmabort --guest hvm --cfg /guests/hvm.cfg --up-marker none --boot-wait 90 --migrate --abort
 ls -la /out /out/ferry
