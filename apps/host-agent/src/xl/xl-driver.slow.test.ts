@@ -2,18 +2,22 @@
  * OPT-IN, SLOW: the xl driver against a REAL Xen dom0 (not part of `npm test`; *.slow.test.ts is
  * excluded by the root vitest config).
  *
- * Run it inside dom0 (as root, with xencommons up) with:
- *   FERRY_REAL_XEN=1 FERRY_REAL_XEN_CFG=/guests/pv.cfg FERRY_REAL_XEN_GUEST=pv \
- *     npx vitest run --config apps/host-agent/test/vitest.slow.config.ts apps/host-agent/src/xl/xl-driver.slow.test.ts
- * A dom0 is easiest had from /work/shared/recipes/real-xen (Xen 4.17 under QEMU TCG, 5-10 min a boot):
- * see apps/host-agent/README.md "Real Xen" for the extra steps (copy node and the repo into the rootfs,
- * call this from run-guests.sh, read the results back with debugfs).
+ * Run it inside dom0 (as root, with xenstored/xenconsoled up) from the repository root with:
+ *   FERRY_REAL_XEN=1 FERRY_REAL_XEN_CFG=/guests/pv.cfg FERRY_REAL_XEN_GUEST=pv FERRY_XL_PATH=/usr/lib/xen-4.17/bin/xl \
+ *     ./node_modules/.bin/vitest run --config apps/host-agent/test/vitest.slow.config.ts apps/host-agent/src/xl/xl-driver.slow.test.ts
+ * (FERRY_REAL_XEN_BOOT_WAIT_MS: how long the guest gets to boot, default 60000.)
  *
  * What it checks, through the same XlDriver the agent uses:
  *  1. toolstack from `xl info` (4.17 -> v2), the guest in `xl list -l`;
  *  2. save with -p through a FIFO: the stream verifies as v2 with @ferry/stream-codec, the domain stays paused;
- *  3. destroy, restore -p from a FIFO the driver writes, unpause: the guest runs again;
- *  4. the legacy/v2 edge: the saved stream passes `toWire` unchanged (v2 source).
+ *  3. destroy, restore -p from a FIFO the driver writes, unpause: the guest is listed running again.
+ *
+ * Run for real on 2026-11-25: it passed twice (1 test, 138 s each; driver of commits 9993887 and
+ * 68725cd) in a Xen 4.17 dom0 (hypervisor 4.17.7, xl 4.17.5) under QEMU TCG, with tools/real-xen
+ * (PV guest tools/real-xen/dom0/pv.cfg, 88 MiB, FERRY_REAL_XEN_BOOT_WAIT_MS=40000). tools/real-xen/xl-check.ts runs the same steps and more without vitest (PVH and
+ * HVM guests, checks that the restored guest really runs, a save piped into a restore through the
+ * codec, aborted save/restore): see tools/real-xen/results-2026-11-25.md.
+ * NOT run against real Xen: a migration between two dom0s, legacy toolstacks, real hardware.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
