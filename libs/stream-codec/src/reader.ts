@@ -27,7 +27,9 @@ export class StreamReader {
   onChunk: ((chunk: Uint8Array) => void) | undefined;
 
   constructor(source: ByteSource) {
-    this.it = chunksOf(source)[Symbol.asyncIterator]();
+    // An async iterable is pulled directly (pull() skips empty chunks): one generator fewer per chunk.
+    const direct = typeof source === 'object' && source !== null && Symbol.asyncIterator in source && typeof (source as { getReader?: unknown }).getReader !== 'function';
+    this.it = direct ? (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]() : chunksOf(source)[Symbol.asyncIterator]();
   }
 
   /** Bytes already buffered and not yet consumed. */
@@ -37,7 +39,8 @@ export class StreamReader {
 
   private async pull(): Promise<boolean> {
     if (this.eof) return false;
-    const r = await this.it.next();
+    let r = await this.it.next();
+    while (!r.done && r.value.byteLength === 0) r = await this.it.next();
     if (r.done) {
       this.eof = true;
       return false;
