@@ -19,8 +19,9 @@ export class StreamReader {
   offset = 0;
   /**
    * The consumer holds no view of any byte before this offset, so a source that
-   * recycles its buffers may refill them. `discard` advances it as it goes; a
-   * consumer that copies what it keeps may also set it.
+   * recycles its buffers may refill them (node: pooledFileChunks, the CLI's
+   * PooledInput). `discard` and `passOn` advance it as they go; a consumer that
+   * copies what it keeps may also set it. It never passes `offset`.
    */
   unheldBefore = 0;
   /** Called with every chunk as it arrives (progress, hashing the input). */
