@@ -1,5 +1,5 @@
 /**
- * Child process of verify.bench.ts: verifies FILE once (4 MiB reads) and prints
+ * Child process of verify.bench.ts: verifies FILE once (1 MiB reads; CHUNK env) and prints
  * {"ms", "bytes", "maxRssKiB"} as JSON, so the parent can measure the peak RSS of
  * the verifier alone.
  */

@@ -2,7 +2,7 @@
 /**
  * Node adapters for the codec (the core itself never imports node:*).
  *
- * - fileChunks(pathOrFd): the chunks of a file or descriptor in 4 MiB reads, each
+ * - fileChunks(pathOrFd): the chunks of a file or descriptor in 1 MiB reads, each
  *   into a fresh buffer (every view the codec hands out stays valid forever).
  * - pooledFileChunks(pathOrFd, releasedBefore): the same reads into a small pool
  *   of reused buffers: a buffer is refilled only once every byte it holds lies
