@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { deriveAgentToken, verifyAgentToken } from '@ferry/config';
+import { dataPathNodeFlags, deriveAgentToken, verifyAgentToken } from '@ferry/config';
 import {
   canReceive,
   hostQueueName,
@@ -207,7 +207,7 @@ export interface AgentProcess {
 /** Starts a real agent process (`run-ts.js apps/host-agent/src/main.ts`) and waits for it to register. */
 export async function spawnAgent(cp: Coordinator, hostId: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<AgentProcess> {
   const before = cp.hosts.get(hostId)?.registrations ?? 0;
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/host-agent/src/main.ts')], {
+  const child = spawn(process.execPath, [...dataPathNodeFlags(), ...nodeArgs, path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/host-agent/src/main.ts')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -247,7 +247,7 @@ export async function spawnAgent(cp: Coordinator, hostId: string, env: Record<st
 
 /** The real suspend-store (apps/suspend-store) as a process on a free loopback port, local-folder backend. */
 export async function spawnSuspendStore(dir: string, token: string): Promise<{ url: string; kill(): Promise<void> }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
+  const child = spawn(process.execPath, [...dataPathNodeFlags(), path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', FERRY_STORE_BACKEND: 'fs', FERRY_STORE_DIR: dir, FERRY_ADMIN_TOKEN: token, FERRY_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { dataPathNodeFlags } from '@ferry/config';
 import { encodeV2, synthStream } from '@ferry/stream-codec';
 import { s3ConfigFromEnv, s3StoreEnv, uniqueBucket } from '@ferry/testing/src/s3';
 import { dropBucket, s3Client } from '../test/helpers';
@@ -35,7 +36,8 @@ async function makeImage(file: string, mib: number): Promise<number> {
 function startService(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   // BENCH_PROFILE_DIR=dir: a V8 CPU profile of the service per image size.
   const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-  const child = spawn(process.execPath, [...prof, path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
+  // As `ferry serve` / `ferry up` start it: with the GC flags for this host's size (FERRY_NODE_GC).
+  const child = spawn(process.execPath, [...dataPathNodeFlags(), ...prof, path.join(ROOT, 'apps/cli/bin/run-ts.js'), path.join(ROOT, 'apps/suspend-store/src/main.ts')], {
     env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1', FERRY_ADMIN_TOKEN: TOKEN, FERRY_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -3,8 +3,9 @@
  * environment (see the README for each service's variables). A bad or missing
  * setting stops it at start with a one-line message naming the variable.
  */
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { deriveAgentToken } from '@ferry/config';
+import { deriveAgentToken, missingNodeFlags } from '@ferry/config';
 
 interface Running {
   url?: string;
@@ -87,6 +88,16 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ferry serve: --role must be http, worker or all\n`);
     return 2;
   }
+  if (name === 'suspend-store' || name === 'host-agent') {
+    let flags: string[];
+    try {
+      flags = missingNodeFlags(process.env);
+    } catch (e) {
+      process.stderr.write(`ferry serve ${name}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    if (flags.length) return reexec(flags);
+  }
   const running: Running[] = [];
   try {
     for (const start of svc.start(values.role ?? 'all')) {
@@ -106,5 +117,29 @@ export async function run(argv: string[]): Promise<number> {
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+}
+
+/**
+ * Runs this same command again in a node started with `flags` (V8's GC flags cannot be switched on
+ * once a process runs), passing signals on and returning its exit code.
+ */
+function reexec(flags: string[]): Promise<number> {
+  const child = spawn(process.execPath, [...flags, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  const forward = (sig: NodeJS.Signals) => (): void => void child.kill(sig);
+  const onInt = forward('SIGINT');
+  const onTerm = forward('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return new Promise<number>((resolve) => {
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(code ?? (signal ? 1 : 0));
+    });
+    child.on('error', (e) => {
+      process.stderr.write(`ferry serve: cannot start node: ${e.message}\n`);
+      resolve(1);
+    });
   });
 }

@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { deriveAgentToken } from '@ferry/config';
+import { dataPathNodeFlags, deriveAgentToken } from '@ferry/config';
 import { FLEET, simGuestsEnv } from '../up/fleet';
 import { NO_REDIS_HELP, pingRedis, redisServerVersion, which } from '../up/redis';
 import { Supervisor, type Service } from '../up/supervisor';
@@ -185,7 +185,10 @@ export async function run(argv: string[]): Promise<number> {
   const baseEnv: NodeJS.ProcessEnv = { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' };
   delete baseEnv.PORT;
   delete baseEnv.HOST;
-  const node = (name: string, entry: string, env: NodeJS.ProcessEnv): Service => sup.start(name, process.execPath, [RUN_TS, entry], { ...baseEnv, ...env }, REPO_ROOT);
+  // The data path (store, agents) runs with the GC flags its host size calls for (@ferry/config gc.ts).
+  const dataFlags = dataPathNodeFlags(process.env);
+  const node = (name: string, entry: string, env: NodeJS.ProcessEnv, flags: string[] = []): Service =>
+    sup.start(name, process.execPath, [...flags, RUN_TS, entry], { ...baseEnv, ...env }, REPO_ROOT);
 
   try {
     // ---- Redis ----
@@ -225,7 +228,7 @@ export async function run(argv: string[]): Promise<number> {
       FERRY_STORE_BACKEND: 'fs',
       FERRY_STORE_DIR: path.join(stateDir, 'store'),
       FERRY_ADMIN_TOKEN: token,
-    });
+    }, dataFlags);
     // ---- control plane: API + worker ----
     node('cp', firstExisting('apps/control-plane/src/main.ts'), { ...common, PORT: String(cpPort), HOST: '127.0.0.1', FERRY_CONTROL_PLANE_ROLE: 'api' });
     node('worker', firstExisting('apps/control-plane/src/worker.ts'), { ...common, FERRY_CONTROL_PLANE_ROLE: 'worker' });
@@ -250,7 +253,7 @@ export async function run(argv: string[]): Promise<number> {
         FERRY_DATA_HOST: '127.0.0.1',
         FERRY_DATA_PORT: String(dataPort),
         FERRY_DATA_URL: `http://127.0.0.1:${dataPort}`,
-      });
+      }, dataFlags);
     }
     const auth = { Authorization: `Bearer ${token}` };
     let vmCount = 0;
