@@ -8,11 +8,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { VmSpec } from '@ferry/contracts';
+import { cpuSeconds } from '@ferry/testing/src/proc';
 import { Coordinator, spawnAgent, type AgentProcess } from '../test/coordinator';
 
 function arg(name: string, def: string): string {
@@ -75,16 +75,6 @@ function sha256SecondsPerGiB(): number {
   for (let i = 0; i < 256; i++) h.update(buf);
   h.digest();
   return ((performance.now() - t) / 1000) * 4;
-}
-
-/** CPU seconds (user+system) a process used so far (Linux /proc). */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
 }
 
 /** BENCH_PROFILE_DIR=dir: write V8 CPU profiles of both agents there. */

@@ -20,6 +20,7 @@ import type { Readable } from 'node:stream';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { dataPathNodeFlags } from '@ferry/config';
 import { encodeV2, synthStream } from '@ferry/stream-codec';
+import { cpuSeconds } from '@ferry/testing/src/proc';
 import { s3ConfigFromEnv, s3StoreEnv, uniqueBucket } from '@ferry/testing/src/s3';
 import { dropBucket, s3Client } from '../test/helpers';
 
@@ -55,12 +56,6 @@ function startService(env: Record<string, string>): Promise<{ child: ChildProces
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
-}
-
-/** CPU seconds (user + system) the process has used so far (Linux /proc). */
-function cpuSeconds(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
 }
 
 function request(method: string, url: string, body?: Readable, length?: number): Promise<{ status: number; bytes: number; text: string }> {

@@ -7,6 +7,7 @@ import type { MigrationMode, MigrationPhase, MigrationProgress } from './migrati
 import type { HostCapacity } from './jobs';
 
 export type Role = 'viewer' | 'operator' | 'admin';
+/** In rising rank: each may do what the ones before it may. */
 export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
 
 export interface Page<T> {

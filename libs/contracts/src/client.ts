@@ -6,7 +6,7 @@
  *   const m = await c.migrations.create({ vm: 'vm1', mode: 'live' });
  *   for await (const e of c.events({ entity: 'migration', id: m.id })) ...
  */
-import { SseParser } from './sse';
+import { sseMessages } from './sse';
 import type {
   ApiError,
   CampaignDto,
@@ -132,20 +132,9 @@ export class FerryClient {
       signal: opts.signal,
     });
     if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text());
-    const reader = res.body.getReader();
-    const dec = new TextDecoder();
-    const parser = new SseParser();
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        for (const msg of parser.push(dec.decode(value, { stream: true }))) {
-          if (msg.event === 'hello') continue;
-          yield JSON.parse(msg.data) as FerryEvent;
-        }
-      }
-    } finally {
-      await reader.cancel().catch(() => undefined);
+    for await (const msg of sseMessages(res.body)) {
+      if (msg.event === 'hello') continue;
+      yield JSON.parse(msg.data) as FerryEvent;
     }
   }
 

@@ -129,6 +129,11 @@ export interface CancelPayload extends JobBase {
   reason: string;
 }
 
+/** The cancel job for one attempt of an operation (its own id is derived, so a repeat is idempotent). */
+export function cancelPayload(targetOperationId: string, targetAttempt: number, reason: string): CancelPayload {
+  return { operationId: `cancel-${targetOperationId}-${targetAttempt}`, attempt: 1, targetOperationId, targetAttempt, reason };
+}
+
 export interface HostJobPayloads {
   'migrate-send': MigrateSendPayload;
   'migrate-receive': MigrateReceivePayload;

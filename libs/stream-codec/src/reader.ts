@@ -153,6 +153,7 @@ export class StreamReader {
    * callers that keep nothing they read earlier as a view.
    */
   async discard(n: number, context: string): Promise<void> {
+    // passOn's loop without its generator: this runs once per PAGE_DATA record of every verify.
     let want = n;
     this.unheldBefore = this.offset;
     while (want > 0) {

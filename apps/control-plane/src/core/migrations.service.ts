@@ -4,6 +4,7 @@ import { HostJobProducer } from '@ferry/queue';
 import {
   AGENT_MIGRATION_PHASES,
   canReceive,
+  cancelPayload,
   isCancellable,
   isTerminalPhase,
   pastPointOfNoReturn,
@@ -169,7 +170,7 @@ export class MigrationsService {
     const hosts = [m.source, m.target].filter((h): h is string => !!h);
     await Promise.all(
       hosts.map((h) =>
-        this.producer.dispatch(h, 'cancel', { operationId: `cancel-${m.id}-${m.attempt}`, attempt: 1, targetOperationId: m.id, targetAttempt: m.attempt, reason }).catch(() => undefined),
+        this.producer.dispatch(h, 'cancel', cancelPayload(m.id, m.attempt, reason)).catch(() => undefined),
       ),
     );
   }

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HostJobProducer } from '@ferry/queue';
-import { canReceive, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack } from '@ferry/contracts';
+import { canReceive, cancelPayload, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
 import { fail } from './errors';
 import { HostsService, hostToDto, vmToDto } from './hosts.service';
@@ -183,7 +183,7 @@ export class OperationsService {
     if (!op || op.state !== 'running' || (op.kind !== 'suspend' && op.kind !== 'resume') || !op.hostId) return false;
     if (now - Date.parse(op.updatedAt) <= stallMs) return false;
     const reason = `stalled: no progress for ${stallMs} ms in phase ${op.phase}`;
-    await this.producer.dispatch(op.hostId, 'cancel', { operationId: `cancel-${op.id}-${op.attempt}`, attempt: 1, targetOperationId: op.id, targetAttempt: op.attempt, reason }).catch(() => undefined);
+    await this.producer.dispatch(op.hostId, 'cancel', cancelPayload(op.id, op.attempt, reason)).catch(() => undefined);
     await this.failOp(op, 'STALLED', reason);
     return true;
   }

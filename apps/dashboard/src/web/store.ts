@@ -1,6 +1,6 @@
 /** Client-side state: snapshots from REST, kept current by SSE events. */
 import type { CampaignDto, FerryEvent, HostDto, MigrationDto, MigrationProgress, OperationDto, Role, VmDto } from '@ferry/contracts';
-import { isTerminalPhase } from '@ferry/contracts';
+import { ROLES, isTerminalPhase } from '@ferry/contracts';
 
 export interface Sample {
   t: number;
@@ -28,8 +28,7 @@ export class Store {
 
   /** Whether the signed-in role may do what needs `min` (viewer < operator < admin). */
   can(min: Role): boolean {
-    const rank = { viewer: 1, operator: 2, admin: 3 } as const;
-    return this.role !== null && rank[this.role] >= rank[min];
+    return this.role !== null && ROLES.indexOf(this.role) >= ROLES.indexOf(min);
   }
 
   subscribe(fn: () => void): () => void {

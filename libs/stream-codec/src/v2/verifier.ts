@@ -477,15 +477,12 @@ export class V2Verifier {
     const le = this.byteOrder === 'little';
     const fast = le && LITTLE_HOST && b.pfns.byteOffset % 4 === 0 ? risingPfnsWithData(new Uint32Array(b.pfns.buffer, b.pfns.byteOffset, b.count * 2)) : -1;
     if (fast >= 0) return this.pageDataLength(fast, b, item, name);
+    // Anything off, or a big-endian stream or host: every entry checked, the first fault named.
     const dv = viewOf(b.pfns);
     const hiAt = le ? 4 : 0;
     const loAt = le ? 0 : 4;
     const set = this.pfnSet;
-    // Duplicates: while the pfns rise strictly (how Xen writes its batches) none is possible and
-    // no set is needed; from the first step down, every pfn so far goes into the set.
-    let rising = true;
-    let prevHi = -1;
-    let prevLo = 0;
+    set.reset(b.count);
     let withData = 0;
     for (let i = 0; i < b.count; i++) {
       const hi = dv.getUint32(i * 8 + hiAt, le);
@@ -494,18 +491,7 @@ export class V2Verifier {
       if (hi & 0x0ff00000) this.fail(at + 8 + i * 8, `reserved bits set in pfn[${i}]`, name);
       if (type >= 5 && type <= 8) this.fail(at + 8 + i * 8, `invalid page type 0x${type.toString(16)} in pfn[${i}]`, name);
       if (type <= 4 || (type >= 9 && type <= 0xc)) withData++;
-      const pHi = hi & 0xfffff;
-      if (rising) {
-        if (pHi > prevHi || (pHi === prevHi && lo > prevLo)) {
-          prevHi = pHi;
-          prevLo = lo;
-          continue;
-        }
-        rising = false;
-        set.reset(b.count);
-        for (let j = 0; j < i; j++) set.add(dv.getUint32(j * 8 + hiAt, le) & 0xfffff, dv.getUint32(j * 8 + loAt, le));
-      }
-      if (!set.add(pHi, lo)) this.fail(at + 8 + i * 8, `duplicate pfn 0x${(pHi * 0x1_0000_0000 + lo).toString(16)} in pfn[${i}]`, name);
+      if (!set.add(hi & 0xfffff, lo)) this.fail(at + 8 + i * 8, `duplicate pfn 0x${((hi & 0xfffff) * 0x1_0000_0000 + lo).toString(16)} in pfn[${i}]`, name);
     }
     this.pageDataLength(withData, b, item, name);
   }

@@ -4,7 +4,7 @@
  * (1 = API / network error, 2 = usage), tables, and following an entity live over SSE.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { FerryApiError, FerryClient, SseParser, type ApiError, type EventEntity, type FerryEvent } from '@ferry/contracts';
+import { FerryApiError, FerryClient, sseMessages, type ApiError, type EventEntity, type FerryEvent } from '@ferry/contracts';
 
 export const COMMON_USAGE = `common options:
   --url URL      control plane (default $FERRY_URL, else http://127.0.0.1:8080)
@@ -128,32 +128,23 @@ export async function* events(ctx: Ctx, entity: EventEntity, id: string, onOpen:
       continue;
     }
     if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text().then((t) => { try { return JSON.parse(t) as ApiError; } catch { return t; } }));
-    const reader = res.body.getReader();
-    const dec = new TextDecoder();
-    const parser = new SseParser();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        for (const msg of parser.push(dec.decode(value, { stream: true }))) {
-          if (msg.event === 'hello') {
-            failures = 0;
-            // (re)subscribed: read the current state unless Last-Event-ID replays what we missed
-            if (!opened || !lastId) {
-              opened = true;
-              await onOpen();
-            }
-            continue;
+      for await (const msg of sseMessages(res.body)) {
+        if (msg.event === 'hello') {
+          failures = 0;
+          // (re)subscribed: read the current state unless Last-Event-ID replays what we missed
+          if (!opened || !lastId) {
+            opened = true;
+            await onOpen();
           }
-          if (msg.id && msg.id !== '0-0') lastId = msg.id;
-          yield JSON.parse(msg.data) as FerryEvent;
+          continue;
         }
+        if (msg.id && msg.id !== '0-0') lastId = msg.id;
+        yield JSON.parse(msg.data) as FerryEvent;
       }
     } catch (e) {
       if (signal.aborted) return;
       if (++failures > 5) throw e;
-    } finally {
-      await reader.cancel().catch(() => undefined);
     }
     if (!signal.aborted) await sleep(200, signal);
   }
