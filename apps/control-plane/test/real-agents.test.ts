@@ -18,7 +18,8 @@ const w = new World();
 const procs: ChildProcess[] = [];
 const stateDir = mkdtempSync(path.join(tmpdir(), 'ferry-real-'));
 
-function agent(cpUrl: string, hostId: string, toolstack: string, guests: string): ChildProcess {
+/** `dirtyRate` is the host's FERRY_SIM_DIRTY_RATE: what a guest restored there dirties once it runs. */
+function agent(cpUrl: string, hostId: string, toolstack: string, guests: string, dirtyRate = '4M'): ChildProcess {
   const p = spawn(process.execPath, [path.join(root, 'apps/cli/bin/run-ts.js'), path.join(root, 'apps/host-agent/src/main.ts')], {
     env: {
       ...process.env,
@@ -31,6 +32,7 @@ function agent(cpUrl: string, hostId: string, toolstack: string, guests: string)
       FERRY_STATE_DIR: path.join(stateDir, hostId),
       FERRY_SIM_TOOLSTACK: toolstack,
       FERRY_SIM_GUESTS: guests,
+      FERRY_SIM_DIRTY_RATE: dirtyRate,
       FERRY_HEARTBEAT_MS: '300',
     },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -50,7 +52,9 @@ it('real agents: legacy -> v2 live migration keeps the digest; campaign survives
   const port = String(20000 + Math.floor(Math.random() * 20000));
   let cp = await w.cp({ PORT: port, FERRY_OFFLINE_AFTER_MS: '5000' });
   agent(cp.url, 'old1', '4.4-32', 'r1:pv32:16M:1:7:0,r2:hvm:16M:1:8');
-  agent(cp.url, 'new1', '4.17-64', '');
+  // r1 keeps still on new1 too: a sim guest restored there dirties at new1's rate, and the
+  // inventory new1 reports after the move must still show the digest r1 had before it
+  agent(cp.url, 'new1', '4.17-64', '', '0');
   agent(cp.url, 'new2', '4.17-64', 'r3:pv64:16M:1:9');
   await until('3 hosts online', async () => (await api<HostDto[]>(cp.url, '/v1/hosts')).body.filter((h) => h.state === 'online').length === 3, 60_000);
   // r1 dirties no memory (rate 0), so its digest must survive the move unchanged
