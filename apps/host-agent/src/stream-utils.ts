@@ -44,7 +44,7 @@ export class Tap {
   bytes = 0;
   private readonly hash: Hash | null;
   private hex: string | null = null;
-  /** `hash: false` only counts (a stream someone else checks: the store's GET verifies its own sha256). */
+  /** `hash: false` only counts (a stream someone else checks: the store's GET checks every block against its recorded CRC-32 and cuts the transfer on a mismatch). */
   constructor(
     private readonly onBytes?: (total: number) => void,
     opts: { hash?: boolean } = {},

@@ -116,7 +116,7 @@ export class SuspendService {
     const total = p.vm.memoryMiB * 1024 * 1024;
     this.progress('resume', op, 'downloading', 0, total);
     let last = 0;
-    // Counts only: the store checks the image's sha256 while it streams and breaks the transfer on a mismatch.
+    // Counts only: the store checks every block of the image against its recorded checksum while it streams and breaks the transfer on a mismatch.
     const tap = new Tap(
       (n) => {
         if (Date.now() - last > 500) {

@@ -119,8 +119,9 @@ export class CheckpointsController {
   @ApiOperation({
     summary: 'Download a checkpoint image (streamed, checked while it streams)',
     description:
-      'The v2 image as stored; Range (one range, bytes=) gives 206. Every byte is checked: a whole read against the sha256 of ' +
-      'the image, a Range read against the sha256 of each 8 MiB block it touches. On a mismatch the transfer is cut (never a ' +
+      'The v2 image as stored; Range (one range, bytes=) gives 206. Every byte is checked against the checksum recorded for ' +
+      'each 8 MiB block it falls in (CRC-32; sha256 for images stored by older versions, whose whole reads are checked ' +
+      'against the sha256 of the image). On a mismatch the transfer is cut (never a ' +
       'clean end). format=legacy&width=32|64 converts to a legacy image for a host not upgraded yet (Range is ignored then); ' +
       'if the image cannot be expressed that way, 422.',
   })

@@ -40,7 +40,8 @@ describe('integrity checks', () => {
       })(),
     ).rejects.toThrow(IntegrityError);
     expect(Buffer.concat(seen).length).toBeLessThan(data.length);
-    await expect(all(verifiedWhole(meta, chunks(data.subarray(1))))).rejects.toThrow(/bytes, recorded/);
+    await expect(all(verifiedWhole(meta, chunks(data.subarray(0, data.length - 1))))).rejects.toThrow(/bytes, recorded/);
+    await expect(all(verifiedWhole(meta, chunks(data.subarray(1))))).rejects.toThrow(/block 0 .* crc32/);
     await expect(all(verifiedWhole(meta, chunks(Buffer.concat([data, Buffer.from('x')]))))).rejects.toThrow(/longer/);
   });
 
@@ -68,6 +69,10 @@ describe('integrity checks', () => {
     const bad = Buffer.from(data);
     bad[1700]! ^= 0x80;
     await expect(all(verifiedRange(older, chunks(bad.subarray(c.start, c.end + 1)), 1500, 2600))).rejects.toThrow(/block 1 .* sha256/);
+    // whole reads of such images are checked against the whole-stream sha256
+    const { blockHash: _b, ...olderMeta } = meta;
+    expect((await all(verifiedWhole(olderMeta, chunks(data)))).equals(data)).toBe(true);
+    await expect(all(verifiedWhole(olderMeta, chunks(bad)))).rejects.toThrow(/sha256 [0-9a-f]+ does not match/);
   });
 
   it('parses Range headers', () => {

@@ -70,24 +70,38 @@ export class StreamDigest {
 }
 
 /**
- * A whole stored image, checked while it streams: the sha256 and size must match the meta.
- * The last chunk is held back until the check passes, so a bad object never reaches a client
- * as a complete transfer (the caller destroys the response on the thrown IntegrityError).
+ * A whole stored image, checked while it streams; its size must match the meta.
+ * Images with CRC-32 blocks (what the store writes) are checked block by block, as a Range read
+ * of everything: a CRC-32 costs half a sha256 per byte (0.3 against 0.6 CPU s per GiB here) and
+ * catches the same rot, and a bad block stops the transfer where it is. Images stored before
+ * blockHash existed are checked against their whole-stream sha256 instead.
+ * Either way the last chunk is held back until the check passes, so a bad object never reaches
+ * a client as a complete transfer (the caller destroys the response on the thrown IntegrityError).
  */
 export async function* verifiedWhole(meta: CheckpointMeta, source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const h = createHash('sha256');
+  const check = meta.blockHash === 'crc32' ? null : createHash('sha256');
   let size = 0;
+  async function* sized(): AsyncGenerator<Uint8Array> {
+    for await (const c of source) {
+      if (c.byteLength === 0) continue;
+      size += c.byteLength;
+      if (size > meta.size) throw new IntegrityError(`checkpoint ${meta.id}: stored image is longer than recorded (${meta.size} bytes)`);
+      check?.update(c);
+      yield c;
+    }
+    if (size !== meta.size) throw new IntegrityError(`checkpoint ${meta.id}: stored image has ${size} bytes, recorded ${meta.size}`);
+  }
+  if (!check) {
+    if (meta.size > 0) yield* verifiedRange(meta, sized(), 0, meta.size - 1);
+    else for await (const _ of sized());
+    return;
+  }
   let held: Uint8Array | undefined;
-  for await (const c of source) {
-    if (c.byteLength === 0) continue;
-    h.update(c);
-    size += c.byteLength;
-    if (size > meta.size) throw new IntegrityError(`checkpoint ${meta.id}: stored image is longer than recorded (${meta.size} bytes)`);
+  for await (const c of sized()) {
     if (held) yield held;
     held = c;
   }
-  if (size !== meta.size) throw new IntegrityError(`checkpoint ${meta.id}: stored image has ${size} bytes, recorded ${meta.size}`);
-  const got = h.digest('hex');
+  const got = check.digest('hex');
   if (got !== meta.sha256) throw new IntegrityError(`checkpoint ${meta.id}: stored image sha256 ${got} does not match recorded ${meta.sha256}`);
   if (held) yield held;
 }
