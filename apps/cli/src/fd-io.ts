@@ -5,7 +5,9 @@
  * a helper libxl spawns per migration, loads only what it uses.
  */
 import * as fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import type { StreamReader } from '@ferry/stream-codec/src/reader';
+import type { FdCopy } from './native';
 
 /** optparse accepts any unique prefix of a long option (libxl passes --guest for --guest-type). */
 export function expandLongOptions(argv: string[], names: string[]): string[] {
@@ -100,6 +102,11 @@ export class FdSink {
     this.total += n;
     this.onBytes?.(n);
   }
+  /** Bytes that reached the descriptor without passing through the sink (PooledInput.forward). */
+  counted(n: number): void {
+    this.total += n;
+    this.onBytes?.(n);
+  }
   async drain(chunks: AsyncIterable<Uint8Array>): Promise<number> {
     for await (const c of chunks) {
       const p = this.push(c);
@@ -141,12 +148,55 @@ export class PooledInput {
   private readonly pool: { buf: Uint8Array; end: number }[] = [];
   reader: StreamReader | undefined;
   bytes = 0;
+  /** Of `bytes`, those that went to the output inside the kernel (forward). */
+  forwarded = 0;
   constructor(
     private readonly fd: number,
     private readonly sink: FdSink,
     private readonly chunk = 1024 * 1024,
     private readonly onBytes?: (n: number) => void,
+    /** Loads the kernel-copy helper (native.ts loadFdCopy), on the first forward(). */
+    private readonly loadCopy: () => FdCopy | null = () => null,
   ) {}
+  private copy: FdCopy | null | undefined;
+  private readSize = Infinity;
+
+  /**
+   * Moves the next `n` input bytes, which nobody has read yet, straight to the sink's descriptor
+   * in the kernel (`copy`, the native helper), after flushing what the sink holds so the output
+   * stays in order. Resolves with the bytes moved (fewer than n only at the end of the input), or
+   * null when these descriptors do not allow it (the caller then reads and writes them itself).
+   * The reader calls it from passOn (StreamReader.forward).
+   */
+  async forward(n: number): Promise<number | null> {
+    if (this.copy === undefined) this.copy = this.loadCopy();
+    if (!this.copy) return null;
+    await this.sink.flush();
+    for (;;) {
+      const r = this.copy(this.fd, this.sink.fd, n);
+      if (r >= 0) {
+        // From now on read in small pieces: what a read takes of the next batch's page data goes
+        // through JavaScript, the rest of it through the kernel.
+        this.readSize = FORWARDING_READ;
+        this.forwarded += r;
+        this.bytes += r;
+        this.sink.counted(r);
+        this.onBytes?.(r);
+        return r;
+      }
+      const errno = -r;
+      if (errno === osConstants.errno.EAGAIN) {
+        await new Promise((res) => setTimeout(res, 1));
+        continue;
+      }
+      if (NOT_HERE.has(errno)) {
+        this.copy = null;
+        return null;
+      }
+      const name = Object.entries(osConstants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+      throw Object.assign(new Error(`${name}: copying page data between descriptors failed`), { code: name, errno: -errno, syscall: 'copy_file_range' });
+    }
+  }
   private take(): { buf: Uint8Array; end: number } {
     const unheld = this.reader ? Math.min(this.reader.unheldBefore, this.reader.offset) : 0;
     for (const e of this.pool) if (e.end <= unheld) return e;
@@ -159,7 +209,7 @@ export class PooledInput {
       await this.sink.flush();
       const e = this.take();
       e.end = Infinity;
-      const n = await readInto(this.fd, e.buf);
+      const n = await readInto(this.fd, this.readSize < e.buf.byteLength ? e.buf.subarray(0, this.readSize) : e.buf);
       if (n === 0) return;
       this.bytes += n;
       e.end = this.bytes;
@@ -168,6 +218,12 @@ export class PooledInput {
     }
   }
 }
+
+/** Read size once page data is being forwarded: a legacy batch header and its pfns (4-8 KiB), and little page data. */
+const FORWARDING_READ = 64 * 1024;
+
+/** What the kernel answers when a pair of descriptors cannot be copied between (nothing was moved). */
+const NOT_HERE = new Set([osConstants.errno.EXDEV, osConstants.errno.EINVAL, osConstants.errno.ENOSYS, osConstants.errno.EOPNOTSUPP, osConstants.errno.EBADF, osConstants.errno.ESPIPE]);
 
 /** Opens a path, "-" (stdin) or a numeric descriptor for reading; size when it is a regular file. */
 export function openInputFd(spec: string): { fd: number; size: number | undefined } {

@@ -5,7 +5,7 @@
  * service's peak RSS (VmHWM) for two image sizes (RSS must not grow with the image).
  *
  *   source tools/s3/swift-s3.sh   # or any S3: S3_ENDPOINT, S3_ACCESS_KEY_ID, ...
- *   node apps/cli/bin/run-ts.js apps/suspend-store/bench/store.bench.ts [MiB=1024] [small MiB=256] [rounds=2]
+ *   node apps/cli/bin/run-ts.js apps/suspend-store/bench/store.bench.ts [MiB=1024] [small MiB=256] [rounds=3]
  *
  * Rounds alternate raw and service (best of each counts: the machine may be shared).
  * Target: service >= 70% of raw, peak RSS independent of the image size.
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   }
   const bigMiB = Number(process.argv[2] ?? 1024);
   const smallMiB = Number(process.argv[3] ?? 256);
-  const rounds = Number(process.argv[4] ?? 2);
+  const rounds = Number(process.argv[4] ?? 3);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
   const bucket = uniqueBucket('ferry-bench');
   const s3 = s3Client(c);

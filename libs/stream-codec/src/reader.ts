@@ -26,6 +26,15 @@ export class StreamReader {
   unheldBefore = 0;
   /** Called with every chunk as it arrives (progress, hashing the input). */
   onChunk: ((chunk: Uint8Array) => void) | undefined;
+  /**
+   * Set by a host that can move input bytes to where the output goes without reading them (the
+   * CLI's PooledInput: a kernel copy between descriptors). passOn hands it whatever part of its
+   * bytes is not buffered yet, instead of pulling and yielding them; the host must first write out
+   * everything the consumer was given. It resolves with the bytes moved (0: the input ended) or
+   * null when it cannot (passOn then reads them as usual, and does not ask again). Never used
+   * while onChunk is set, which must see every byte.
+   */
+  forward: ((n: number) => Promise<number | null>) | undefined;
 
   constructor(source: ByteSource) {
     // An async iterable is pulled directly (pull() skips empty chunks): one generator fewer per chunk.
@@ -124,13 +133,24 @@ export class StreamReader {
   /**
    * Like `stream`, for a caller that passes each piece on and keeps nothing it read before:
    * each time the consumer asks for the next piece, `unheldBefore` moves to the current
-   * offset. (Whoever the pieces went to downstream must be done with them before a recycling
+   * offset. With `forward` set, the bytes not buffered yet may go to the output without being
+   * yielded at all. (Whoever the pieces went to downstream must be done with them before a recycling
    * source refills their buffer; convert-legacy-stream's source flushes its writer first.)
    */
   async *passOn(n: number, context: string): AsyncGenerator<Uint8Array, void, undefined> {
     let want = n;
     this.unheldBefore = this.offset;
     while (want > 0) {
+      if (this.buffered === 0 && this.forward && !this.onChunk && !this.eof) {
+        const moved = await this.forward(want);
+        if (moved === null) this.forward = undefined;
+        else if (moved > 0) {
+          this.offset += moved;
+          this.unheldBefore = this.offset;
+          want -= moved;
+          continue;
+        }
+      }
       if (this.buffered === 0 && !(await this.pull())) this.truncated(want, context);
       const piece = this.takeUpTo(want);
       want -= piece.byteLength;

@@ -13,6 +13,7 @@ import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/
 import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
 import { StreamReader } from '@ferry/stream-codec/src/reader';
 import { FdSink, PooledInput, expandLongOptions, openInputFd, openOutputFd } from '../fd-io';
+import { loadFdCopy } from '../native';
 
 const PROG = 'convert-legacy-stream';
 const VERSION = '1';
@@ -121,9 +122,11 @@ export async function main(argv: string[]): Promise<number> {
   const sink = new FdSink(fd);
   // FERRY_READ_BYTES: smaller reads, for tests that make every record straddle recycled buffers.
   const readBytes = Number(process.env.FERRY_READ_BYTES) || 1024 * 1024;
-  const input = new PooledInput(inFd, sink, readBytes);
+  // Page data goes from descriptor to descriptor inside the kernel where the native helper can be had.
+  const input = new PooledInput(inFd, sink, readBytes, undefined, () => loadFdCopy());
   const reader = new StreamReader(input.chunks());
   input.reader = reader;
+  reader.forward = (n) => input.forward(n);
   const { output, summary } = convertLegacy(reader, {
     width: width === 'auto' ? 'auto' : (Number(width) as 32 | 64),
     guest: guest as 'pv' | 'hvm' | 'auto',
@@ -136,6 +139,7 @@ export async function main(argv: string[]): Promise<number> {
   let rc = 0;
   try {
     await sink.drain(output);
+    if (input.forwarded > 0) info(`${input.forwarded} of ${input.bytes} input bytes (page data) were copied by the kernel`);
     const d = summary.detection;
     if (auto && d) info(`Detected: ${summary.toolstackWidth}-bit toolstack, ${summary.guest} guest (${d.confidence}): ${d.reasons.join('; ')}`);
   } catch (e) {

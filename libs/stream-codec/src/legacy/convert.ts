@@ -432,7 +432,9 @@ export class LegacyConverter {
     yield* this.emit([n === count ? out.bytes : out.bytes.subarray(0, 16 + n * 8)]);
     // Streamed as the bytes arrive, never held whole, and nothing read before is held (the pfns
     // went into `out`): a recycling source can refill the same buffer over and over.
-    if (withData) for await (const piece of r.passOn(withData * PAGE, 'page data')) yield* this.emit([piece]);
+    // (With r.forward set, part of them may reach the output without being yielded: counted here.)
+    this.summary.bytesOut += withData * PAGE;
+    if (withData) yield* r.passOn(withData * PAGE, 'page data');
     else r.unheldBefore = r.offset;
   }
 
