@@ -76,12 +76,18 @@ function swcVersion() {
 }
 
 function pickCacheDir() {
-  const candidates = [process.env.FERRY_TS_CACHE, path.join(__dirname, '..', '..', '..', 'node_modules', '.cache', 'ferry-ts'), path.join(os.tmpdir(), `ferry-ts-${process.getuid ? process.getuid() : 'u'}`)];
+  const shared = path.join(os.tmpdir(), `ferry-ts-${process.getuid ? process.getuid() : 'u'}`);
+  const candidates = [process.env.FERRY_TS_CACHE, path.join(__dirname, '..', '..', '..', 'node_modules', '.cache', 'ferry-ts'), shared];
   for (const dir of candidates) {
     if (!dir) continue;
     try {
-      fs.mkdirSync(dir, { recursive: true });
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       fs.accessSync(dir, fs.constants.W_OK);
+      // Code is loaded from here: in the shared /tmp, only from a folder this user owns and nobody else may write to.
+      if (dir === shared) {
+        const st = fs.statSync(dir);
+        if (process.getuid && (st.uid !== process.getuid() || (st.mode & 0o022) !== 0)) continue;
+      }
       return dir;
     } catch {
       /* try the next */

@@ -21,9 +21,13 @@ const SOURCE = path.join(__dirname, '..', 'native', 'fdcopy.c');
 
 let loaded: FdCopy | null | undefined;
 
-function cacheDirs(): string[] {
+/** The repository's cache (as trusted as the code beside it), then one in the shared temporary folder. */
+function cacheDirs(): { dir: string; shared: boolean }[] {
   const uid = process.getuid ? process.getuid() : 'u';
-  return [path.join(__dirname, '..', '..', '..', 'node_modules', '.cache', 'ferry-native'), path.join(os.tmpdir(), `ferry-native-${uid}`)];
+  return [
+    { dir: path.join(__dirname, '..', '..', '..', 'node_modules', '.cache', 'ferry-native'), shared: false },
+    { dir: path.join(os.tmpdir(), `ferry-native-${uid}`), shared: true },
+  ];
 }
 
 function tryLoad(file: string): FdCopy | null {
@@ -57,6 +61,12 @@ function build(dir: string, key: string): string | null {
   return out;
 }
 
+/** In the shared /tmp, only a folder this user owns and nobody else may write to is trusted with code we load. */
+function ownedPrivately(dir: string): boolean {
+  const st = fs.statSync(dir);
+  return st.isDirectory() && (!process.getuid || st.uid === process.getuid()) && (st.mode & 0o022) === 0;
+}
+
 /** The kernel-copy helper, built on first use; null when it cannot be had here. */
 export function loadFdCopy(env: Record<string, string | undefined> = process.env): FdCopy | null {
   if (env.FERRY_NATIVE === '0' || process.platform !== 'linux') return null;
@@ -71,9 +81,10 @@ export function loadFdCopy(env: Record<string, string | undefined> = process.env
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { crc32 } = require('node:zlib') as typeof import('node:zlib');
   const key = `${(crc32(`${source}\0${process.version}\0${process.arch}`) >>> 0).toString(16).padStart(8, '0')}`;
-  for (const dir of cacheDirs()) {
+  for (const { dir, shared } of cacheDirs()) {
     try {
-      fs.mkdirSync(dir, { recursive: true });
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (shared && !ownedPrivately(dir)) continue;
       const file = build(dir, key);
       if (!file) continue;
       loaded = tryLoad(file);
