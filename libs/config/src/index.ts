@@ -54,4 +54,4 @@ export function verifyAgentToken(secret: string, token: string): string | null {
   const got = Buffer.from(token);
   return expect.length === got.length && timingSafeEqual(expect, got) ? hostId : null;
 }
-export { SINGLE_THREADED_GC, dataPathNodeFlags, missingNodeFlags } from './gc';
+export { NO_INCREMENTAL_MARKING, SINGLE_THREADED_GC, dataPathNodeFlags, missingNodeFlags } from './gc';
