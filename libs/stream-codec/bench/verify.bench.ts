@@ -8,7 +8,7 @@
  * cache, then takes the best of 3 for `cat FILE > /dev/null` and for the verifier,
  * each in its own process. The verifier child is transpiled once with SWC to plain
  * JS under /tmp so its peak RSS (process.resourceUsage().maxRSS) is the verifier's,
- * not the TypeScript loader's. Reads: 1 MiB (CHUNK=bytes to change) into two recycled buffers.
+ * not the TypeScript loader's. Reads: 512 KiB (READ_CHUNK; CHUNK=bytes to change) into two recycled buffers.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

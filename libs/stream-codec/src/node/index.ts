@@ -2,7 +2,7 @@
 /**
  * Node adapters for the codec (the core itself never imports node:*).
  *
- * - fileChunks(pathOrFd): the chunks of a file or descriptor in 1 MiB reads, each
+ * - fileChunks(pathOrFd): the chunks of a file or descriptor in 512 KiB reads, each
  *   into a fresh buffer (every view the codec hands out stays valid forever).
  * - pooledFileChunks(pathOrFd, releasedBefore): the same reads into a small pool
  *   of reused buffers: a buffer is refilled only once every byte it holds lies
@@ -12,9 +12,10 @@
  */
 import * as fs from 'node:fs';
 
-// 1 MiB: large enough to amortise system calls, small enough that the bytes are still in the CPU cache
-// when they are used (4 MiB reads measured slower here).
-export const READ_CHUNK = 1024 * 1024;
+// 512 KiB: large enough to amortise system calls, small enough that the bytes are still in the CPU cache
+// when they are used. Verifying 1 GiB measured (median of 5) 170 ms with 256 or 512 KiB reads, 179 ms with
+// 1 MiB, slower still with 4 MiB.
+export const READ_CHUNK = 512 * 1024;
 
 function openFd(file: string | number): { fd: number; own: boolean } {
   return typeof file === 'number' ? { fd: file, own: false } : { fd: fs.openSync(file, 'r'), own: true };
