@@ -1,7 +1,8 @@
 /**
  * Descriptor I/O for the converters: blocking reads into a small pool of reused buffers and
  * writev straight to a file descriptor, so the codec's views (page data never copied) reach
- * the kernel in few system calls. Kept apart from the commands so that convert-legacy-stream,
+ * the kernel in few system calls; page data not read yet goes from descriptor to descriptor
+ * inside the kernel where the native helper allows it (PooledInput.forward, native.ts). Kept apart from the commands so that convert-legacy-stream,
  * a helper libxl spawns per migration, loads only what it uses.
  */
 import * as fs from 'node:fs';
