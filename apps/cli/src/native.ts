@@ -36,18 +36,19 @@ function tryLoad(file: string): FdCopy | null {
   return typeof m.exports.copy === 'function' ? m.exports.copy : null;
 }
 
-/** Compiles the helper into `dir`; the path of the built module, or null (a note of why is left beside it). */
+/** Compiles the helper into `dir` unless it is there; its path, or null (a note of why is left beside it). */
 function build(dir: string, key: string): string | null {
   const out = path.join(dir, `fdcopy-${key}.node`);
   const failed = `${out}.failed`;
   if (fs.existsSync(out)) return out;
-  if (fs.existsSync(failed)) return null;
+  // A failed build is not retried for a day (a compiler may be installed meanwhile).
+  if (fs.existsSync(failed) && Date.now() - fs.statSync(failed).mtimeMs < 24 * 3600 * 1000) return null;
   // Loaded only when building: node:child_process costs a converter's start-up ~10 ms.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
   const tmp = `${out}.${process.pid}.tmp`;
   const cc = process.env.CC || 'cc';
-  const r = spawnSync(cc, ['-O2', '-shared', '-fPIC', '-o', tmp, SOURCE], { encoding: 'utf8' });
+  const r = spawnSync(cc, ['-O2', '-shared', '-fPIC', '-o', tmp, SOURCE], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) {
     try {
       fs.writeFileSync(failed, `${cc}: ${r.error?.message ?? r.stderr}`);
