@@ -6,20 +6,9 @@
 // @swc/core itself, so `convert-legacy-stream` starts in a few tens of milliseconds.
 // FERRY_SOURCE_MAPS=1 adds inline source maps and turns them on for stack traces.
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 
-/** FNV-1a, two 32-bit lanes as 16 hex digits: a cache key, not a security boundary (node:crypto costs ~15 ms to load). */
-function fnv(text) {
-  let a = 0x811c9dc5;
-  let b = 0xcbf29ce4;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193) >>> 0;
-    b = Math.imul(b ^ c, 0x01000193 ^ 0x5bd1e995) >>> 0;
-  }
-  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
-}
+const { fnv, cacheDirs } = require('./cache');
 
 if (!require.extensions['.ts']) {
   const sourceMaps = process.env.FERRY_SOURCE_MAPS === '1';
@@ -35,7 +24,7 @@ if (!require.extensions['.ts']) {
     swcrc: false,
   };
   const settings = fnv(JSON.stringify(options) + swcVersion());
-  const cacheDir = pickCacheDir();
+  const cacheDir = cacheDirs('ferry-ts', process.env.FERRY_TS_CACHE).next().value;
   let swc;
 
   require.extensions['.ts'] = function loadTs(module, filename) {
@@ -73,25 +62,4 @@ function swcVersion() {
   } catch {
     return 'unknown';
   }
-}
-
-function pickCacheDir() {
-  const shared = path.join(os.tmpdir(), `ferry-ts-${process.getuid ? process.getuid() : 'u'}`);
-  const candidates = [process.env.FERRY_TS_CACHE, path.join(__dirname, '..', '..', '..', 'node_modules', '.cache', 'ferry-ts'), shared];
-  for (const dir of candidates) {
-    if (!dir) continue;
-    try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.accessSync(dir, fs.constants.W_OK);
-      // Code is loaded from here: in the shared /tmp, only from a folder this user owns and nobody else may write to.
-      if (dir === shared) {
-        const st = fs.statSync(dir);
-        if (process.getuid && (st.uid !== process.getuid() || (st.mode & 0o022) !== 0)) continue;
-      }
-      return dir;
-    } catch {
-      /* try the next */
-    }
-  }
-  return undefined;
 }

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <unistd.h>
 
 typedef struct napi_env__ *napi_env;

@@ -2,8 +2,9 @@
  * Descriptor I/O for the converters: blocking reads into a small pool of reused buffers and
  * writev straight to a file descriptor, so the codec's views (page data never copied) reach
  * the kernel in few system calls; page data not read yet goes from descriptor to descriptor
- * inside the kernel where the native helper allows it (PooledInput.forward, native.ts). Kept apart from the commands so that convert-legacy-stream,
- * a helper libxl spawns per migration, loads only what it uses.
+ * inside the kernel where the native helper allows it (PooledInput.forward, native.ts). Kept
+ * apart from the commands so that convert-legacy-stream, a helper libxl spawns per migration,
+ * loads only what it uses.
  */
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -100,10 +101,9 @@ export class FdSink {
     this.batch = [];
     this.bytes = 0;
     await flushAll(this.fd, b);
-    this.total += n;
-    this.onBytes?.(n);
+    this.counted(n);
   }
-  /** Bytes that reached the descriptor without passing through the sink (PooledInput.forward). */
+  /** Bytes that reached the descriptor: through flush(), or without passing through the sink (PooledInput.forward). */
   counted(n: number): void {
     this.total += n;
     this.onBytes?.(n);

@@ -5,14 +5,15 @@
  * `cat`'s 0.30 s, where reading and writing through Node takes 0.45 s.
  *
  * There is no build step: the first use compiles the C file with the host's compiler (`cc`, or
- * $CC) into a cache folder, keyed by the source, the Node version and the architecture, and later
+ * $CC) into a cache folder (bin/cache.js), keyed by the source, the Node version and the architecture, and later
  * runs load it from there. Without a compiler, on other systems than Linux, or with
  * FERRY_NATIVE=0, loadFdCopy() returns null and the converters read and write in JavaScript (the
  * same bytes, slower).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+// The cache folders and key hash the TypeScript loader uses (plain JS, loaded before any TS).
+import { cacheDirs, fnv } from '../bin/cache';
 
 /** Bytes moved (0 at end of input), or -errno when nothing was moved. */
 export type FdCopy = (inFd: number, outFd: number, n: number) => number;
@@ -20,15 +21,6 @@ export type FdCopy = (inFd: number, outFd: number, n: number) => number;
 const SOURCE = path.join(__dirname, '..', 'native', 'fdcopy.c');
 
 let loaded: FdCopy | null | undefined;
-
-/** The repository's cache (as trusted as the code beside it), then one in the shared temporary folder. */
-function cacheDirs(): { dir: string; shared: boolean }[] {
-  const uid = process.getuid ? process.getuid() : 'u';
-  return [
-    { dir: path.join(__dirname, '..', '..', '..', 'node_modules', '.cache', 'ferry-native'), shared: false },
-    { dir: path.join(os.tmpdir(), `ferry-native-${uid}`), shared: true },
-  ];
-}
 
 function tryLoad(file: string): FdCopy | null {
   const m = { exports: {} as { copy?: FdCopy } };
@@ -62,12 +54,6 @@ function build(dir: string, key: string): string | null {
   return out;
 }
 
-/** In the shared /tmp, only a folder this user owns and nobody else may write to is trusted with code we load. */
-function ownedPrivately(dir: string): boolean {
-  const st = fs.statSync(dir);
-  return st.isDirectory() && (!process.getuid || st.uid === process.getuid()) && (st.mode & 0o022) === 0;
-}
-
 /** The kernel-copy helper, built on first use; null when it cannot be had here. */
 export function loadFdCopy(env: Record<string, string | undefined> = process.env): FdCopy | null {
   if (env.FERRY_NATIVE === '0' || process.platform !== 'linux') return null;
@@ -79,13 +65,10 @@ export function loadFdCopy(env: Record<string, string | undefined> = process.env
   } catch {
     return null;
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { crc32 } = require('node:zlib') as typeof import('node:zlib');
-  const key = `${(crc32(`${source}\0${process.version}\0${process.arch}`) >>> 0).toString(16).padStart(8, '0')}`;
-  for (const { dir, shared } of cacheDirs()) {
+  const key = fnv(`${source}\0${process.version}\0${process.arch}`);
+  // Built where it can be: a folder that will not take it (noexec, read-only) passes to the next.
+  for (const dir of cacheDirs('ferry-native')) {
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (shared && !ownedPrivately(dir)) continue;
       const file = build(dir, key);
       if (!file) continue;
       loaded = tryLoad(file);

@@ -38,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, input, path } = cmd;
   const progress = new Progress(input.size, 'verify', process.stderr.isTTY === true && !values.quiet && (input.size ?? Infinity) > 32 * 1024 * 1024);
   try {
-    // Files and descriptors: 1 MiB reads into reused buffers (the verifier keeps no views).
+    // Files and descriptors: READ_CHUNK reads into reused buffers (the verifier keeps no views).
     const src = path === '-' ? 0 : /^\d+$/.test(path) ? Number(path) : path;
     (input.source as { destroy?: () => void }).destroy?.(); // read through the pooled reader instead
     const facts = await verifyV2((released) => pooledFileChunks(src, released), {

@@ -95,25 +95,29 @@ export class HostsService {
   }
 
   async get(id: string): Promise<HostDto> {
-    const h = await this.hosts.get(id);
-    if (!h) throw fail(404, `host '${id}' not found`);
-    const vms = await this.vms.many(await this.vms.idsOnHost(id));
-    return hostToDto(h, vms, this.cfg);
-  }
-
-  async setFlag(id: string, flag: 'draining' | 'maintenance', on: boolean): Promise<HostDto> {
-    const h = await this.hosts.get(id);
-    if (!h) throw fail(404, `host '${id}' not found`);
-    await this.hosts.setFlags(id, { [flag]: on });
-    const dto = await this.get(id);
-    await this.events.publish('host.updated', 'host', id, dto);
+    const dto = await this.find(id);
+    if (!dto) throw fail(404, `host '${id}' not found`);
     return dto;
   }
 
-  /** Sets workflow flags (campaigns: draining, upgrading, campaignId) and tells watchers. */
-  async updateFlags(id: string, flags: Parameters<HostsRepository['setFlags']>[1]): Promise<void> {
+  private async find(id: string): Promise<HostDto | null> {
+    const h = await this.hosts.get(id);
+    return h ? hostToDto(h, await this.vms.many(await this.vms.idsOnHost(id)), this.cfg) : null;
+  }
+
+  async setFlag(id: string, flag: 'draining' | 'maintenance', on: boolean): Promise<HostDto> {
+    if (!(await this.hosts.get(id))) throw fail(404, `host '${id}' not found`);
+    const dto = await this.updateFlags(id, { [flag]: on });
+    if (!dto) throw fail(404, `host '${id}' not found`);
+    return dto;
+  }
+
+  /** Sets flags (operators: draining, maintenance; campaigns: draining, upgrading, campaignId) and tells watchers. */
+  async updateFlags(id: string, flags: Parameters<HostsRepository['setFlags']>[1]): Promise<HostDto | null> {
     await this.hosts.setFlags(id, flags);
-    if (await this.hosts.get(id)) await this.events.publish('host.updated', 'host', id, await this.get(id));
+    const dto = await this.find(id);
+    if (dto) await this.events.publish('host.updated', 'host', id, dto);
+    return dto;
   }
 
   async register(req: RegisterRequest): Promise<RegisterResponse> {

@@ -59,9 +59,9 @@ export interface CheckpointMeta {
   /**
    * Per-block checksums of the stored stream, BLOCK_SIZE bytes each (the last may be shorter):
    * CRC-32 as 8 hex digits ('crc32', what the store writes), or sha256 in base64 (absent:
-   * images stored before blockHash existed). The whole-stream sha256 above is what a full read
-   * checks; blocks serve Range reads, where a checksum against corruption at rest is enough
-   * and CRC-32 costs a third of a second hash pass over every upload.
+   * images stored before blockHash existed). Every read, whole or Range, is checked against
+   * them (integrity.ts): against corruption at rest a CRC-32 is enough, at half the cost of a
+   * sha256 pass. Whole reads of images with sha256 blocks check the whole-stream sha256 above.
    */
   blockHash?: 'crc32' | 'sha256';
   blockSize: number;
