@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { alignedBytes } from '@ferry/stream-codec/src/node';
 import type { StreamReader } from '@ferry/stream-codec/src/reader';
 import type { FdCopy } from './native';
 
@@ -201,7 +202,7 @@ export class PooledInput {
   private take(): { buf: Uint8Array; end: number } {
     const unheld = this.reader ? Math.min(this.reader.unheldBefore, this.reader.offset) : 0;
     for (const e of this.pool) if (e.end <= unheld) return e;
-    const e = { buf: new Uint8Array(this.chunk), end: Infinity };
+    const e = { buf: alignedBytes(this.chunk), end: Infinity };
     this.pool.push(e);
     return e;
   }
@@ -220,8 +221,12 @@ export class PooledInput {
   }
 }
 
-/** Read size once page data is being forwarded: a legacy batch header and its pfns (4-8 KiB), and little page data. */
-const FORWARDING_READ = 64 * 1024;
+/**
+ * Read size once page data is being forwarded: a legacy batch header and its pfns (4 or 8 KiB for a
+ * 1024-page batch from a 32- or 64-bit toolstack) and a little page data, which then goes through
+ * JavaScript; the rest of the batch goes through the kernel.
+ */
+const FORWARDING_READ = 16 * 1024;
 
 /** What the kernel answers when a pair of descriptors cannot be copied between (nothing was moved). */
 const NOT_HERE = new Set([osConstants.errno.EXDEV, osConstants.errno.EINVAL, osConstants.errno.ENOSYS, osConstants.errno.EOPNOTSUPP, osConstants.errno.EBADF, osConstants.errno.ESPIPE]);

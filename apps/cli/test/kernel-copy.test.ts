@@ -74,6 +74,20 @@ describe('convert-legacy-stream moves page data inside the kernel', { timeout: 1
     expect(fs.readFileSync(out).equals(expected)).toBe(true);
   });
 
+  it('an inherited output descriptor opened for appending (which splice refuses) gets the same bytes', () => {
+    const out = path.join(tmp, 'append.v2');
+    fs.writeFileSync(out, 'x');
+    const fd = fs.openSync(out, 'a');
+    try {
+      const r = spawnSync(bin, ['-i', input, '-o', '3', '-w', '32', '-g', 'pv'], { cwd: root, timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe', fd], env: { ...process.env, FERRY_READ_BYTES: '20000' } });
+      expect(r.stderr.toString()).toBe('');
+      expect(r.status).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    expect(fs.readFileSync(out).equals(Buffer.concat([Buffer.from('x'), expected]))).toBe(true);
+  });
+
   it('a stream cut inside its page data fails with the same one line either way', () => {
     const cut = path.join(tmp, 'cut.legacy');
     fs.writeFileSync(cut, fs.readFileSync(input).subarray(0, 1024 * 4096 + 3 * 4096 + 777)); // in the second batch
@@ -85,5 +99,37 @@ describe('convert-legacy-stream moves page data inside the kernel', { timeout: 1
     expect(errs[0]!.trim().split('\n')).toHaveLength(1);
     expect(errs[0]).toMatch(/^Stream Error: .*truncated/i);
     expect(errs[0]).toBe(errs[1]);
+  });
+
+  it.skipIf(!native)('the helper copies a file from any offset, moves both positions, and stops at the end', () => {
+    const copy = loadFdCopy()!;
+    const src = path.join(tmp, 'odd.bin');
+    const data = Buffer.alloc(3 * 1024 * 1024 + 4321);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
+    fs.writeFileSync(src, data);
+    for (const [from, pre] of [[4, 16], [4095, 0], [8208, 3]] as const) {
+      const dst = path.join(tmp, `odd-${from}.out`);
+      const inFd = fs.openSync(src, 'r');
+      const outFd = fs.openSync(dst, 'w');
+      try {
+        fs.readSync(inFd, Buffer.alloc(from), 0, from, null); // the input's position, as a reader leaves it
+        fs.writeSync(outFd, Buffer.alloc(pre, 0xee)); // and the output's
+        expect(copy(inFd, outFd, 2 * 1024 * 1024 + 5)).toBe(2 * 1024 * 1024 + 5);
+        const next = Buffer.alloc(3);
+        fs.readSync(inFd, next, 0, 3, null); // the input moved on by exactly what was copied
+        expect(next.equals(data.subarray(from + 2 * 1024 * 1024 + 5, from + 2 * 1024 * 1024 + 8))).toBe(true);
+        // Asked for more than is left: what is left, then 0 at the end.
+        const left = data.length - (from + 2 * 1024 * 1024 + 8);
+        expect(copy(inFd, outFd, 64 * 1024 * 1024)).toBe(left);
+        expect(copy(inFd, outFd, 4096)).toBe(0);
+      } finally {
+        fs.closeSync(inFd);
+        fs.closeSync(outFd);
+      }
+      const got = fs.readFileSync(dst);
+      const head = from + 2 * 1024 * 1024 + 5;
+      expect(got.subarray(0, pre).every((b) => b === 0xee)).toBe(true);
+      expect(got.subarray(pre).equals(Buffer.concat([data.subarray(from, head), data.subarray(head + 3)]))).toBe(true);
+    }
   });
 });

@@ -1,9 +1,15 @@
 /**
  * Legacy -> v2 conversion throughput, next to `cat` of the same file and Xen's own
- * Python 2.7 converter, in the same run (warm cache, same disk, best of 3, peak RSS
- * of each child). Not a test.
+ * Python 2.7 converter, in the same run (warm cache, same disk, peak RSS of each child).
+ * Not a test.
  *
- *   node apps/cli/bin/run-ts.js libs/stream-codec/bench/convert.bench.ts [--8g] [--no-xen] [--dir /tmp/ferry-bench] [--out-dir DIR]
+ *   node apps/cli/bin/run-ts.js libs/stream-codec/bench/convert.bench.ts [--8g] [--no-xen] [--runs 5] [--dir /tmp/ferry-bench] [--out-dir DIR]
+ *
+ * The commands take turns, round after round (`--runs`, default 5), and each is reported by its
+ * best and its median round. Taking turns matters on these VMs: the host takes back memory the
+ * guest has freed (virtio-balloon free page reporting), so whichever command next fills 1 GiB of
+ * fresh page cache may pay 0.5-2 s of the host's page faults; running one command three times
+ * in a row let that luck fall on one command.
  *
  * Outputs go to --out-dir (default: the bench directory). On the ext4 disks measured here a
  * fresh 1 GiB output file costs anything from 0.2 to 2 s of system time from run to run (the
@@ -25,7 +31,7 @@ const dir = args.includes('--dir') ? args[args.indexOf('--dir') + 1]! : path.joi
 const outDir = args.includes('--out-dir') ? args[args.indexOf('--out-dir') + 1]! : dir;
 const sizes = args.includes('--8g') ? [1, 8] : [1];
 const withXen = !args.includes('--no-xen');
-const runs = 3;
+const runs = args.includes('--runs') ? Number(args[args.indexOf('--runs') + 1]) : 5;
 const root = path.resolve(__dirname, '..', '..', '..');
 const xenTools = process.env.XEN_PYTHON_TOOLS ?? '/tmp/xen/tools/python';
 
@@ -97,22 +103,31 @@ function timed(cmd: string): { secs: number; rssMiB: number; cpu: number; ok: bo
   return { secs: secs!, rssMiB: rss! / 1024, cpu: cpu!, ok: rc === 0, err: r.stderr };
 }
 
-function best(label: string, cmd: string, bytes: number, out: string): { label: string; mbps: number; secs: number; rssMiB: number; cpu: number } {
-  let bestSecs = Infinity;
-  let cpu = Infinity;
-  let rss = 0;
+type Result = { label: string; mbps: number; secs: number; median: number; rssMiB: number; cpu: number };
+
+/** Runs the commands in turn, `runs` rounds; for each its best and median time, least CPU, peak RSS. */
+function rounds(cmds: { label: string; cmd: string }[], bytes: number, out: string): Result[] {
+  const times = cmds.map(() => [] as number[]);
+  const cpu = cmds.map(() => Infinity);
+  const rss = cmds.map(() => 0);
   for (let i = 0; i < runs; i++) {
-    // Start each run from a clean slate: a fresh output file (no truncation of the last
-    // one, which ext4 makes expensive) and no dirty pages of the last run being written back.
-    fs.rmSync(out, { force: true });
-    spawnSync('sync');
-    const t = timed(cmd);
-    if (!t.ok) throw new Error(`${label} failed: ${t.err}`);
-    bestSecs = Math.min(bestSecs, t.secs);
-    cpu = Math.min(cpu, t.cpu);
-    rss = Math.max(rss, t.rssMiB);
+    cmds.forEach((c, k) => {
+      // Start each run from a clean slate: a fresh output file (no truncation of the last
+      // one, which ext4 makes expensive) and no dirty pages of the last run being written back.
+      fs.rmSync(out, { force: true });
+      spawnSync('sync');
+      const t = timed(c.cmd);
+      if (!t.ok) throw new Error(`${c.label} failed: ${t.err}`);
+      times[k]!.push(t.secs);
+      cpu[k] = Math.min(cpu[k]!, t.cpu);
+      rss[k] = Math.max(rss[k]!, t.rssMiB);
+    });
   }
-  return { label, secs: bestSecs, mbps: bytes / 1e6 / bestSecs, rssMiB: rss, cpu };
+  return cmds.map((c, k) => {
+    const sorted = [...times[k]!].sort((a, b) => a - b);
+    const secs = sorted[0]!;
+    return { label: c.label, secs, median: sorted[Math.floor(sorted.length / 2)]!, mbps: bytes / 1e6 / secs, rssMiB: rss[k]!, cpu: cpu[k]! };
+  });
 }
 
 /** The codec alone: writeLegacy -> convertLegacy in memory (no I/O), to show it is not the bottleneck. */
@@ -167,27 +182,34 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${input}: ${(size / GiB).toFixed(2)} GiB (generated/checked in ${((Date.now() - t0) / 1000).toFixed(1)} s); outputs in ${outDir}\n`);
     const out = path.join(outDir, 'ferry-convert-bench-out.v2');
     timed(`cat '${input}' > /dev/null`); // warm the cache
-    const results = [
-      best('cat in > out', `cat '${input}' > '${out}'`, size, out),
-      best('ferry convert-legacy-stream', `'${ours}' -i '${input}' -o '${out}' -w 32 -g pv`, size, out),
-      best('ferry (-w auto -g auto)', `'${ours}' -i '${input}' -o '${out}' -w auto -g auto`, size, out),
-      ...(viaNode ? [best('ferry as `node bin.js` (CA certs)', `${viaNode} -i '${input}' -o '${out}' -w 32 -g pv`, size, out)] : []),
+    const cmds = [
+      { label: 'cat in > out', cmd: `cat '${input}' > '${out}'` },
+      { label: 'ferry convert-legacy-stream', cmd: `'${ours}' -i '${input}' -o '${out}' -w 32 -g pv` },
+      { label: 'ferry (-w auto -g auto)', cmd: `'${ours}' -i '${input}' -o '${out}' -w auto -g auto` },
+      ...(viaNode ? [{ label: 'ferry as `node bin.js` (CA certs)', cmd: `${viaNode} -i '${input}' -o '${out}' -w 32 -g pv` }] : []),
     ];
-    const oursOut = out + '.ours';
-    fs.renameSync(out, oursOut);
-    if (shim) {
-      results.push(best("Xen's convert-legacy-stream (py2.7)", `PYTHONPATH='${shim}' '${py}' '${path.join(xenTools, 'scripts/convert-legacy-stream')}' -i '${input}' -o '${out}' -w 32 -g pv`, size, out));
+    const xen = shim ? `PYTHONPATH='${shim}' '${py}' '${path.join(xenTools, 'scripts/convert-legacy-stream')}' -i '${input}' -o '${out}' -w 32 -g pv` : undefined;
+    if (xen) {
+      const oursOut = out + '.ours';
+      timed(`${cmds[1]!.cmd.replace(`'${out}'`, `'${oursOut}'`)}`);
+      timed(xen);
       const same = spawnSync('cmp', ['-s', out, oursOut]).status === 0;
       process.stdout.write(`outputs byte-identical to Xen's: ${same ? 'yes' : 'NO'}\n`);
+      fs.rmSync(oursOut, { force: true });
+      cmds.push({ label: "Xen's convert-legacy-stream (py2.7)", cmd: xen });
     }
+    const results = rounds(cmds, size, out);
     const cat = results[0]!.mbps;
-    process.stdout.write(`${'command'.padEnd(38)} ${'MB/s'.padStart(8)} ${'% of cat'.padStart(9)} ${'best s'.padStart(8)} ${'CPU s'.padStart(7)} ${'peak RSS MiB'.padStart(13)}\n`);
+    const catMedian = results[0]!.median;
+    process.stdout.write(`${runs} rounds, the commands taking turns; MB/s and % of cat from each command's best round, then the medians\n`);
+    process.stdout.write(
+      `${'command'.padEnd(38)} ${'MB/s'.padStart(8)} ${'% of cat'.padStart(9)} ${'best s'.padStart(8)} ${'median s'.padStart(9)} ${'% (medians)'.padStart(12)} ${'CPU s'.padStart(7)} ${'peak RSS MiB'.padStart(13)}\n`,
+    );
     for (const r of results)
       process.stdout.write(
-        `${r.label.padEnd(38)} ${r.mbps.toFixed(0).padStart(8)} ${((100 * r.mbps) / cat).toFixed(0).padStart(8)}% ${r.secs.toFixed(2).padStart(8)} ${r.cpu.toFixed(2).padStart(7)} ${r.rssMiB.toFixed(1).padStart(13)}\n`,
+        `${r.label.padEnd(38)} ${r.mbps.toFixed(0).padStart(8)} ${((100 * r.mbps) / cat).toFixed(0).padStart(8)}% ${r.secs.toFixed(2).padStart(8)} ${r.median.toFixed(2).padStart(9)} ${((100 * catMedian) / r.median).toFixed(0).padStart(11)}% ${r.cpu.toFixed(2).padStart(7)} ${r.rssMiB.toFixed(1).padStart(13)}\n`,
       );
     process.stdout.write(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs\n`);
-    fs.rmSync(oursOut, { force: true });
     fs.rmSync(out, { force: true });
   }
   if (shim) fs.rmSync(shim, { recursive: true, force: true });
