@@ -93,7 +93,7 @@ export class HostAgent {
     this.cp = deps.controlPlane ?? new HttpControlPlane(config.FERRY_CONTROL_PLANE_URL, config.FERRY_AGENT_TOKEN);
     this.reporter = new Reporter(this.cp, this.hostId, 500, this.log);
     this.reporter.onCancel = (ids) => this.cancelMany(ids, 'control plane asked');
-    this.receiver = new MigrationReceiver(this.hostId, this.driver, this.cp, this.reporter);
+    this.receiver = new MigrationReceiver(this.hostId, this.driver, this.cp, this.reporter, this.log);
     const ca = config.FERRY_TLS_CA ? readFileSync(config.FERRY_TLS_CA) : undefined;
     this.sender = new MigrationSender(this.driver, this.cp, this.reporter, {
       hostId: this.hostId,

@@ -36,15 +36,27 @@ import { encodeLegacyXlHeader, encodePhysmap, vcpuContextSize, type LegacyWidth,
  * streams, Remus/COLO checkpoints, PV xsave or MSR state (legacy announces the
  * xsave size before the pages), pfns of 2^28 and above, HVM params it has no chunk
  * for (set, non-zero), xenstore data other than physmap entries.
+ *
+ * What a legacy host sets up for itself is left out, and each thing left out is
+ * reported through `onDropped` (once per kind): the CPUID and MSR policies (a host
+ * that predates them computes the guest's CPU policy from its own), and the HVM
+ * params X87_FIP_WIDTH, MCA_CAP, STORE_EVTCHN and CONSOLE_EVTCHN.
  */
 export interface LegacyFromV2Options {
   width: LegacyWidth;
   /** HVM only: the p2m_size to announce (v2 HVM streams carry none). Default 0x100000 (4 GiB of address space). */
   p2mSize?: number;
+  /** Told, once per kind, of each record or HVM param left out because a legacy host sets it up itself. */
+  onDropped?: (what: string) => void;
 }
 
 /** HVM params that legacy hosts set up themselves (they postdate the legacy format); dropped. */
-const DROPPED_PARAMS = new Set<number>([36 /* X87_FIP_WIDTH */, 38 /* MCA_CAP */, 2 /* STORE_EVTCHN */, 18 /* CONSOLE_EVTCHN */]);
+const DROPPED_PARAMS = new Map<number, string>([
+  [36, 'X87_FIP_WIDTH'],
+  [38, 'MCA_CAP'],
+  [2, 'STORE_EVTCHN'],
+  [18, 'CONSOLE_EVTCHN'],
+]);
 const VM86_TSS_SIZED = 37;
 
 const LE = true;
@@ -61,6 +73,12 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
   const ulong = (w: Writer, v: number) => (tw === 32 ? w.u32(v) : w.u64hl(Math.floor(v / 0x1_0000_0000), v >>> 0));
   const unsupported = (offset: number, what: string): never => {
     throw new UnsupportedStreamError(`cannot express in a legacy image (offset ${offset}): ${what}`);
+  };
+  const droppedSeen = new Set<string>();
+  const dropped = (what: string): void => {
+    if (droppedSeen.has(what)) return;
+    droppedSeen.add(what);
+    opts.onDropped?.(what);
   };
 
   let libxl = false;
@@ -268,7 +286,8 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
               else if (i === HVM_PARAM.STORE_PFN) magic.store = value;
               else if (PARAM_CHUNK_BY_PARAM.has(i)) paramChunks.set(i, value);
               else if (i === VM86_TSS_SIZED) paramChunks.set(HVM_PARAM.VM86_TSS, value & 0xffffffffn);
-              else if (DROPPED_PARAMS.has(i) || value === 0n) continue;
+              else if (value === 0n) continue;
+              else if (DROPPED_PARAMS.has(i)) dropped(`HVM param ${DROPPED_PARAMS.get(i)!} (a legacy host sets it itself)`);
               else unsupported(at, `HVM param ${i} = 0x${value.toString(16)} has no legacy chunk`);
             }
             break;
@@ -305,9 +324,10 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
             if (b.kind === 'blob') toolstack = new Uint8Array(b.data);
             break;
           case REC.STATIC_DATA_END:
+            break;
           case REC.X86_CPUID_POLICY:
           case REC.X86_MSR_POLICY:
-            // Legacy hosts compute the CPU policy themselves.
+            dropped(`${item.type === REC.X86_CPUID_POLICY ? 'X86_CPUID_POLICY' : 'X86_MSR_POLICY'} (a legacy host computes the guest's CPU policy from its own)`);
             break;
           case REC.CHECKPOINT:
           case REC.CHECKPOINT_DIRTY_PFN_LIST:

@@ -84,9 +84,12 @@ export async function run(argv: string[]): Promise<number> {
         process.stderr.write('ferry stream convert: --width 32|64 is required for v2 -> legacy (the old host\'s toolstack width)\n');
         return 2;
       }
-      const out = legacyFromV2(readerRemainder(reader), { width: Number(width) as 32 | 64 });
+      // What an old host sets up itself is left out of the image; say so rather than drop it silently.
+      const dropped: string[] = [];
+      const out = legacyFromV2(readerRemainder(reader), { width: Number(width) as 32 | 64, onDropped: (what) => dropped.push(what) });
       const bytesOut = await writeToFd(out, fd);
-      summary = { direction: 'v2->legacy', width: Number(width), bytesIn: reader.offset, bytesOut };
+      if (!v.json) for (const d of dropped) process.stderr.write(`ferry stream convert: left out ${d}\n`);
+      summary = { direction: 'v2->legacy', width: Number(width), bytesIn: reader.offset, bytesOut, dropped };
     } else {
       if (isV2) throw new UnsupportedStreamError('the input is already a v2 stream');
       const { output, summary: s } = convertLegacy(reader, {

@@ -33,6 +33,7 @@ export class MigrationReceiver {
     private readonly driver: HypervisorDriver,
     private readonly cp: ControlPlaneApi,
     private readonly reporter: Reporter,
+    private readonly log: (msg: string) => void = () => undefined,
   ) {}
 
   /** Data server entry: the source's PUT. */
@@ -101,7 +102,7 @@ export class MigrationReceiver {
     try {
       const wire = verifyWire(tap.pipe(req));
       wire.facts.catch(() => undefined);
-      const native = fromWire(wire.output, p.restore);
+      const native = fromWire(wire.output, p.restore, (what) => this.log(`migration ${p.migrationId}: the legacy image for this toolstack leaves out ${what}`));
       const migration = { migrationId: p.migrationId, attempt: p.attempt };
       const r = await this.driver.restore(p.vm, native, { signal: op.signal, migration });
       restored = true;

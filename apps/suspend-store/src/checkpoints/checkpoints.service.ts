@@ -269,7 +269,8 @@ export class CheckpointsService {
     // The codec gets an iterator it cannot close early, so whatever it leaves unread is still
     // read and checked below before the last converted chunk goes out.
     const source: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: () => checked.next() }) };
-    const converted = holdLastChunk(this.conversion.toLegacy(source, width), async () => {
+    const dropped = (what: string): void => this.log.log(`checkpoint ${meta.id} as legacy ${width}-bit leaves out ${what}`);
+    const converted = holdLastChunk(this.conversion.toLegacy(source, width, dropped), async () => {
       for (let n = await checked.next(); !n.done; n = await checked.next());
     });
     let body: AsyncIterable<Uint8Array>;

@@ -51,9 +51,12 @@ export class ConversionService {
     return { output: r.output, facts };
   }
 
-  /** A stored v2 stream -> legacy at the given toolstack width, for hosts not upgraded yet. */
-  toLegacy(source: AsyncIterable<Uint8Array>, width: 32 | 64): AsyncIterable<Uint8Array> {
-    return legacyFromV2(source, { width });
+  /**
+   * A stored v2 stream -> legacy at the given toolstack width, for hosts not upgraded yet.
+   * `onDropped` hears of what the legacy image leaves out because an old host sets it up itself.
+   */
+  toLegacy(source: AsyncIterable<Uint8Array>, width: 32 | 64, onDropped?: (what: string) => void): AsyncIterable<Uint8Array> {
+    return legacyFromV2(source, { width, onDropped });
   }
 
   /**

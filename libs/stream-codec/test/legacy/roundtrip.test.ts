@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { UnsupportedStreamError, convertLegacy, ingestToV2, legacyFromV2, writeLegacy } from '../../src/index';
+import { UnsupportedStreamError, convertLegacy, encodeV2, ingestToV2, legacyFromV2, writeLegacy } from '../../src/index';
+import { synthStream } from '../../src/v2/synth';
 import { chunked, collect, eq, golden, manifest } from './helpers';
 
 const libxlCases = manifest().filter((e) => e.args.includes('libxl'));
@@ -31,6 +32,19 @@ describe('v2 -> legacy -> v2 round trips', () => {
     expect(summary.toolstackWidth).toBe(32);
     // only the toolstack-width-dependent parts differ: none reach the v2 stream
     expect(eq(back, g.v2)).toBe(true);
+  });
+
+  it('reports, once each, what it leaves out because an old host sets it up itself', async () => {
+    for (const guest of ['hvm'] as const) {
+      // (the synthetic PV guest has a 64-byte extended vcpu context, which legacy cannot carry)
+      const v2 = await collect(encodeV2(synthStream({ guest, framing: 'libxc', version: 3 })));
+      const dropped: string[] = [];
+      await collect(legacyFromV2([v2], { width: 64, onDropped: (what) => dropped.push(what) }));
+      expect(dropped.map((d) => d.split(' ')[0])).toEqual(['X86_CPUID_POLICY', 'X86_MSR_POLICY']);
+      const none: string[] = [];
+      await collect(legacyFromV2([await collect(encodeV2(synthStream({ guest, framing: 'libxc', version: 2 })))], { width: 64, onDropped: (what) => none.push(what) }));
+      expect(none).toEqual([]);
+    }
   });
 
   it('refuses what legacy cannot express, with a clear error', async () => {
