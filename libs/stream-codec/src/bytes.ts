@@ -5,6 +5,9 @@
  */
 export type ByteOrder = 'little' | 'big';
 
+/** Whether this host stores numbers little-endian (typed arrays then read little-endian streams as they are). */
+export const LITTLE_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export function viewOf(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }

@@ -25,7 +25,7 @@
  * - CHECKPOINT_DIRTY_PFN_LIST belongs to the COLO back channel only: an error in a
  *   forward stream unless `backChannel: true`.
  */
-import { viewOf } from '../bytes';
+import { LITTLE_HOST, viewOf } from '../bytes';
 import { MalformedStreamError } from '../errors';
 import {
   DOMAIN_TYPE,
@@ -503,8 +503,6 @@ export class V2Verifier {
     this.pages += withData;
   }
 }
-
-const LITTLE_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * The common case in one tight pass over the pfn words (little-endian, as [lo, hi] pairs): no
