@@ -38,6 +38,12 @@ describe('legacy -> v2 matches Xen convert-legacy-stream byte for byte', () => {
         expect(eq(await collect(output), g.v2)).toBe(true);
         expect(summary.widthSource).toBe('declared');
       });
+      it('the same bytes from input that sits at odd addresses (pfn words not 4-byte aligned)', async () => {
+        const shifted = new Uint8Array(g.legacy.byteLength + 1);
+        shifted.set(g.legacy, 1);
+        const { output } = convertLegacy([shifted.subarray(1)], optsOf(e.args));
+        expect(eq(await collect(output), g.v2)).toBe(true);
+      });
       it('auto-detected width, guest type and xl header, in odd-sized chunks', async () => {
         const o = optsOf(e.args);
         const { output, summary } = convertLegacy(chunked(g.legacy, [1, 7, 4093, 13, 8192, 3]), { ...o, width: 'auto', guest: 'auto', xl: 'auto' });

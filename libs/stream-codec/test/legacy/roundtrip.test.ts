@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UnsupportedStreamError, convertLegacy, encodeV2, ingestToV2, legacyFromV2, writeLegacy } from '../../src/index';
+import { UnsupportedStreamError, convertLegacy, decodeV2, encodeV2, ingestToV2, legacyFromV2, verifyV2, writeLegacy, type LegacyPage } from '../../src/index';
 import { synthStream } from '../../src/v2/synth';
 import { chunked, collect, eq, golden, manifest } from './helpers';
 
@@ -100,5 +100,26 @@ describe('ingestToV2', () => {
     const { output, facts } = ingestToV2([g.legacy.subarray(0, g.legacy.byteLength - 10)]);
     await expect(collect(output)).rejects.toThrow(/truncated/);
     await expect(facts).rejects.toThrow(/truncated/);
+  });
+});
+
+describe('legacy batches whose pfns do not rise', () => {
+  it('convert (the full check: unique pfns in any order, fillers dropped) to a stream the verifier accepts, in their order', async () => {
+    const order = [7, 3, 0xf000_0000, 9, 1, 0, 5];
+    function* pages(): Generator<LegacyPage> {
+      for (const pfn of order) yield pfn === 0xf000_0000 ? { pfn: 0, type: 0xf, data: undefined } : { pfn, type: 0, data: new Uint8Array(4096).fill(pfn) };
+    }
+    for (const toolstackWidth of [32, 64] as const) {
+      const legacy = await collect(writeLegacy({ guest: 'pv', toolstackWidth, guestWidth: 64, p2mSize: 16, vcpus: [{ id: 0, basic: new Uint8Array(0x1430) }], pages: pages() }));
+      const v2 = await collect(convertLegacy([legacy], { width: toolstackWidth, guest: 'pv' }).output);
+      expect((await verifyV2([v2])).pages).toBe(6);
+      const seen: number[] = [];
+      for await (const item of decodeV2([v2]))
+        if (item.kind === 'libxc-record' && item.body.kind === 'page_data') {
+          const dv = new DataView(item.body.pfns.buffer, item.body.pfns.byteOffset, item.body.pfns.byteLength);
+          for (let i = 0; i < item.body.count; i++) seen.push(dv.getUint32(i * 8, true));
+        }
+      expect(seen).toEqual([7, 3, 9, 1, 0, 5]);
+    }
   });
 });
