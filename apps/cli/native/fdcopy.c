@@ -45,6 +45,7 @@ static int last_in = -1, last_out = -1, last_way = WAY_UNKNOWN;
 static int relay[2] = {-1, -1};
 static size_t relay_held = 0; /* bytes sitting in the private pipe (a write that failed half way) */
 static size_t relay_size = 65536; /* the private pipe's capacity */
+static int out_append = -1;        /* whether last_out was opened O_APPEND: -1 not asked yet */
 
 #define STEP ((size_t)1 << 30)
 
@@ -83,10 +84,14 @@ static ssize_t relay_step(int in, int out, size_t n) {
     relay_size = got > 0 ? (size_t)got : (size_t)65536;
   }
   if (relay_held == 0) {
-    /* splice refuses an O_APPEND output, and would do so only after taking the input's bytes. */
-    int fl = fcntl(out, F_GETFL);
-    if (fl < 0) return -errno;
-    if (fl & O_APPEND) return -EINVAL;
+    /* splice refuses an O_APPEND output, and would do so only after taking the input's bytes
+     * (checked once a pair; should the flag change later, drain_by_write still loses nothing). */
+    if (out_append < 0) {
+      int fl = fcntl(out, F_GETFL);
+      if (fl < 0) return -errno;
+      out_append = (fl & O_APPEND) != 0;
+    }
+    if (out_append) return -EINVAL;
     r = splice(in, NULL, relay[1], NULL, n < relay_size ? n : relay_size, SPLICE_F_MOVE);
     if (r <= 0) return r < 0 ? -errno : 0;
     relay_held = (size_t)r;
@@ -120,6 +125,7 @@ static double copy_fds(int in, int out, double want) {
     last_in = in;
     last_out = out;
     last_way = WAY_UNKNOWN;
+    out_append = -1;
     if (relay_held > 0) { /* left by a failed copy to another output: not this one's bytes */
       close(relay[0]);
       close(relay[1]);
