@@ -15,11 +15,12 @@
  *
  * Why the private pipe before copy_file_range for two files: page data never sits page-aligned in
  * these formats (4 bytes into a page in legacy input, 16 in v2 output), and there copy_file_range,
- * which the kernel runs through a 16-page (64 KiB) internal pipe, took 0.41-0.43 s per GiB between
- * two ext4 files against `cat`'s 0.26-0.27 s (aligned, whole file). Through a 1 MiB pipe the same
- * copy took 0.26-0.27 s, through a 256 KiB one 0.31 s: the per-call work of each write into the
- * page cache, not the copying, made the difference. Mapping the input and writing from the mapping
- * cost 0.32 s at best and varied up to 1.4 s (13 rounds each, taking turns, in C on one 2-core VM).
+ * which the kernel runs through a 16-page (64 KiB) internal pipe, took a median 0.41-0.43 s per
+ * GiB between two ext4 files against `cat`'s 0.27-0.28 s (aligned, whole file). Through a 1 MiB
+ * pipe the same copy took a median 0.27 s, through a 256 KiB one 0.31 s: the per-call work of each
+ * write into the page cache, not the copying, made the difference. Mapping the input and writing
+ * from the mapping took 0.31 s at best, its median anywhere from 0.32 to 0.59 s (C programs, 13-15
+ * rounds each, taking turns, on one 2-core VM).
  * Built on first use by apps/cli/src/native.ts with the host's C compiler.
  */
 #define _GNU_SOURCE
@@ -45,13 +46,13 @@ static int last_in = -1, last_out = -1, last_way = WAY_UNKNOWN;
 static int relay[2] = {-1, -1};
 static size_t relay_held = 0; /* bytes sitting in the private pipe (a write that failed half way) */
 static size_t relay_size = 65536; /* the private pipe's capacity */
-static int out_append = -1;        /* whether last_out was opened O_APPEND: -1 not asked yet */
 
 #define STEP ((size_t)1 << 30)
 
 static int unsupported(int e) { return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == EBADF || e == ESPIPE; }
 
-/* Bytes in the private pipe that splice would not take to `out`: moved with read(2)/write(2), so
+/* Bytes in the private pipe that splice would not take to `out` (an O_APPEND file, say, which
+ * splice refuses only once the input's bytes are in the pipe): moved with read(2)/write(2), so
  * that no byte taken from the input is lost. */
 static ssize_t drain_by_write(int out) {
   char buf[65536];
@@ -84,14 +85,6 @@ static ssize_t relay_step(int in, int out, size_t n) {
     relay_size = got > 0 ? (size_t)got : (size_t)65536;
   }
   if (relay_held == 0) {
-    /* splice refuses an O_APPEND output, and would do so only after taking the input's bytes
-     * (checked once a pair; should the flag change later, drain_by_write still loses nothing). */
-    if (out_append < 0) {
-      int fl = fcntl(out, F_GETFL);
-      if (fl < 0) return -errno;
-      out_append = (fl & O_APPEND) != 0;
-    }
-    if (out_append) return -EINVAL;
     r = splice(in, NULL, relay[1], NULL, n < relay_size ? n : relay_size, SPLICE_F_MOVE);
     if (r <= 0) return r < 0 ? -errno : 0;
     relay_held = (size_t)r;
@@ -125,7 +118,6 @@ static double copy_fds(int in, int out, double want) {
     last_in = in;
     last_out = out;
     last_way = WAY_UNKNOWN;
-    out_append = -1;
     if (relay_held > 0) { /* left by a failed copy to another output: not this one's bytes */
       close(relay[0]);
       close(relay[1]);

@@ -196,7 +196,7 @@ export class PooledInput {
         return null;
       }
       const name = Object.entries(osConstants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
-      throw Object.assign(new Error(`${name}: copying page data between descriptors failed`), { code: name, errno: -errno, syscall: 'copy_file_range' });
+      throw Object.assign(new Error(`${name}: copying page data between descriptors failed`), { code: name, errno: -errno, syscall: 'splice' });
     }
   }
   private take(): { buf: Uint8Array; end: number } {

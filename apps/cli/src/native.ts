@@ -2,8 +2,9 @@
  * The converters' one native helper (apps/cli/native/fdcopy.c): moves page data from the input
  * descriptor to the output descriptor inside the kernel (splice, through a private 1 MiB pipe
  * between two files), as `cat` does with copy_file_range, instead of reading it into a buffer and
- * writing it out again. Measured on 1 GiB to ext4, 11 rounds: the helper's copy alone 0.27-0.29 s,
- * `cat` 0.26-0.28 s; reading and writing through Node 0.37-0.55 s.
+ * writing it out again. Measured on 1 GiB to ext4, taking turns with `cat` over 7-9 rounds: a bare
+ * Node loop over the helper 0.28-0.31 s against `cat`'s 0.26-0.29 s; the whole converter 0.33-0.42 s
+ * with the helper and 0.37-0.55 s reading and writing through Node (FERRY_NATIVE=0).
  *
  * There is no build step: the first use compiles the C file with the host's compiler (`cc`, or
  * $CC) into a cache folder (bin/cache.js), keyed by the source file (path, size, mtime), the Node version and the architecture, and later

@@ -28,16 +28,19 @@ describe('alignedBytes', () => {
     expect(b.every((x) => x === 7)).toBe(true);
   });
 
-  it('falls back to a plain buffer without WebAssembly, and for small sizes', () => {
+  it('is a WebAssembly memory (whole 64 KiB pages), or a plain buffer without WebAssembly and for small sizes', () => {
+    expect(alignedBytes(70_000).buffer.byteLength).toBe(131_072);
     const g = globalThis as { WebAssembly?: unknown };
     const saved = g.WebAssembly;
     g.WebAssembly = undefined;
     try {
-      expect(alignedBytes(65536).byteLength).toBe(65536);
+      const plain = alignedBytes(70_000);
+      expect(plain.byteLength).toBe(70_000);
+      expect(plain.buffer.byteLength).toBe(70_000);
     } finally {
       g.WebAssembly = saved;
     }
-    expect(alignedBytes(10).byteLength).toBe(10);
+    expect(alignedBytes(10).buffer.byteLength).toBe(10);
   });
 });
 

@@ -38,7 +38,7 @@ export function alignedBytes(n: number): Uint8Array {
 // 1 MiB, into page-aligned buffers (alignedBytes). Verifying 1 GiB from the page cache, median of 5:
 // 117 ms with 128 KiB reads, 110 ms with 256 KiB, 93 ms with 512 KiB, 76 ms with 1 MiB, 73 ms with
 // 2 MiB (`cat` to /dev/null: 89 ms). Into malloc'd buffers, which are not 64-byte aligned, every size
-// ran 105-150 ms and 128 KiB was best: the kernel's copy into a misaligned buffer is what made
+// ran 105-178 ms and 128 KiB was best: the kernel's copy into a misaligned buffer is what made
 // larger reads look slower.
 export const READ_CHUNK = 1024 * 1024;
 
