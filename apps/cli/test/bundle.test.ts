@@ -2,7 +2,8 @@
  * The TypeScript loader's bundles (bin/register.js requireBundled), which the drop-ins start from:
  * the first run records the entry's module graph into one cached file, later runs load it from
  * there, a source that changed since sends the loader back to the files (and records again), and
- * a module loaded either way is one instance.
+ * a module loaded either way is one instance. V8's code cache for a bundle sits beside it, and a
+ * damaged or stale one costs only time.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -35,7 +36,7 @@ function run(env: Record<string, string> = {}): string {
   expect(r.status).toBe(0);
   return r.stdout;
 }
-const bundles = () => (fs.existsSync(cache) ? fs.readdirSync(cache).filter((f) => f.startsWith('bundle-entry-')) : []);
+const bundles = () => (fs.existsSync(cache) ? fs.readdirSync(cache).filter((f) => f.startsWith('bundle-entry-') && f.endsWith('.js')) : []);
 
 describe('requireBundled', () => {
   it('records the graph on the first run and loads it from the bundle after', () => {
@@ -59,5 +60,18 @@ describe('requireBundled', () => {
     fs.writeFileSync(file, 'not a bundle');
     expect(run()).toBe('two-longer files entry.ts same');
     expect(run()).toBe('two-longer bundled entry.ts same');
+  });
+
+  it("keeps V8's code cache beside the bundle; a damaged one is rejected and written again", () => {
+    expect(run()).toBe('two-longer bundled entry.ts same');
+    const v8 = path.join(cache, `${bundles()[0]!}.v8`);
+    const good = fs.readFileSync(v8);
+    const key = good.subarray(0, good.indexOf(10) + 1); // the bundle's size and mtime, then V8's bytes
+    expect(key.toString()).toMatch(/^\d+:[\d.]+\n$/);
+    fs.writeFileSync(v8, Buffer.concat([key, Buffer.alloc(good.length - key.length, 0x5a)]));
+    expect(run()).toBe('two-longer bundled entry.ts same');
+    const again = fs.readFileSync(v8);
+    expect(again.subarray(0, key.length).equals(key)).toBe(true);
+    expect(again.subarray(key.length).some((b) => b !== 0x5a)).toBe(true);
   });
 });
