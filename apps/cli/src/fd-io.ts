@@ -175,9 +175,7 @@ export class PooledInput {
     if (!this.copy) return null;
     await this.sink.flush();
     for (;;) {
-      // Behind: between two files the helper takes the bytes' places at once and copies them on
-      // its own thread while the converter reads on (settle() waits for them).
-      const r = this.copy.copy(this.fd, this.sink.fd, n, true);
+      const r = this.copy(this.fd, this.sink.fd, n);
       if (r >= 0) {
         // From now on read in small pieces: what a read takes of the next batch's page data goes
         // through JavaScript, the rest of it through the kernel.
@@ -193,21 +191,13 @@ export class PooledInput {
         await new Promise((res) => setTimeout(res, 1));
         continue;
       }
-      if (NOT_HERE.has(errno) && this.forwarded === 0) {
+      if (NOT_HERE.has(errno)) {
         this.copy = null;
         return null;
       }
-      throw copyError(errno);
+      const name = Object.entries(osConstants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+      throw Object.assign(new Error(`${name}: copying page data between descriptors failed`), { code: name, errno: -errno, syscall: 'splice' });
     }
-  }
-
-  /**
-   * Waits until page data the helper copies behind has reached the output; throws if any of it
-   * failed. Call it before counting the output complete and before closing either descriptor.
-   */
-  settle(): void {
-    const r = this.copy ? this.copy.settle() : 0;
-    if (r < 0) throw copyError(-r);
   }
   private take(): { buf: Uint8Array; end: number } {
     const unheld = this.reader ? Math.min(this.reader.unheldBefore, this.reader.offset) : 0;
@@ -237,11 +227,6 @@ export class PooledInput {
  * JavaScript; the rest of the batch goes through the kernel.
  */
 const FORWARDING_READ = 16 * 1024;
-
-function copyError(errno: number): Error {
-  const name = Object.entries(osConstants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
-  return Object.assign(new Error(`${name}: copying page data between descriptors failed`), { code: name, errno: -errno, syscall: 'splice' });
-}
 
 /** What the kernel answers when a pair of descriptors cannot be copied between (nothing was moved). */
 const NOT_HERE = new Set([osConstants.errno.EXDEV, osConstants.errno.EINVAL, osConstants.errno.ENOSYS, osConstants.errno.EOPNOTSUPP, osConstants.errno.EBADF, osConstants.errno.ESPIPE]);

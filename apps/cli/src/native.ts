@@ -17,28 +17,17 @@ import * as path from 'node:path';
 // The cache folders and key hash the TypeScript loader uses (plain JS, loaded before any TS).
 import { cacheDirs, fnv } from '../bin/cache';
 
-/** The helper's two calls (fdcopy.c says more). */
-export interface FdCopy {
-  /**
-   * Moves the next `n` bytes of `inFd` to `outFd` at both current positions: bytes moved (0 at end
-   * of input), or -errno when nothing was moved. With `behind`, between two regular files, the call
-   * moves both positions and a worker thread copies the bytes into place meanwhile: settle() before
-   * closing either descriptor or counting the output complete.
-   */
-  copy(inFd: number, outFd: number, n: number, behind?: boolean): number;
-  /** Waits for every copy behind to land: 0, or -errno of the first that failed (reported once). */
-  settle(): number;
-}
+/** Bytes moved (0 at end of input), or -errno when nothing was moved. */
+export type FdCopy = (inFd: number, outFd: number, n: number) => number;
 
 const SOURCE = path.join(__dirname, '..', 'native', 'fdcopy.c');
 
 let loaded: FdCopy | null | undefined;
 
 function tryLoad(file: string): FdCopy | null {
-  const m = { exports: {} as Partial<FdCopy> };
+  const m = { exports: {} as { copy?: FdCopy } };
   process.dlopen(m, file);
-  const { copy, settle } = m.exports;
-  return typeof copy === 'function' && typeof settle === 'function' ? { copy, settle } : null;
+  return typeof m.exports.copy === 'function' ? m.exports.copy : null;
 }
 
 /** Compiles the helper into `dir` unless it is there; its path, or null (a note of why is left beside it). */
@@ -53,7 +42,7 @@ function build(dir: string, key: string): string | null {
   const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
   const tmp = `${out}.${process.pid}.tmp`;
   const cc = process.env.CC || 'cc';
-  const r = spawnSync(cc, ['-O2', '-shared', '-fPIC', '-pthread', '-o', tmp, SOURCE], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(cc, ['-O2', '-shared', '-fPIC', '-o', tmp, SOURCE], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) {
     try {
       fs.writeFileSync(failed, `${cc}: ${r.error?.message ?? r.stderr}`);

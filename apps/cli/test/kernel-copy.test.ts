@@ -102,7 +102,7 @@ describe('convert-legacy-stream moves page data inside the kernel', { timeout: 1
   });
 
   it.skipIf(!native)('the helper copies a file from any offset, moves both positions, and stops at the end', () => {
-    const { copy } = loadFdCopy()!;
+    const copy = loadFdCopy()!;
     const src = path.join(tmp, 'odd.bin');
     const data = Buffer.alloc(3 * 1024 * 1024 + 4321);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
@@ -130,64 +130,6 @@ describe('convert-legacy-stream moves page data inside the kernel', { timeout: 1
       const head = from + 2 * 1024 * 1024 + 5;
       expect(got.subarray(0, pre).every((b) => b === 0xee)).toBe(true);
       expect(got.subarray(pre).equals(Buffer.concat([data.subarray(from, head), data.subarray(head + 3)]))).toBe(true);
-    }
-  });
-
-  it.skipIf(!native)('between two files a copy behind moves both positions at once and lands by settle()', () => {
-    const { copy, settle } = loadFdCopy()!;
-    const src = path.join(tmp, 'behind.bin');
-    const data = Buffer.alloc(9 * 1024 * 1024 + 123);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 13 + (i >> 12)) & 0xff;
-    fs.writeFileSync(src, data);
-    const dst = path.join(tmp, 'behind.out');
-    const inFd = fs.openSync(src, 'r');
-    const outFd = fs.openSync(dst, 'w');
-    const expected: Buffer[] = [];
-    try {
-      fs.readSync(inFd, Buffer.alloc(4), 0, 4, null);
-      // The pair's first copy runs in place, the next ones on the helper's thread: headers the
-      // caller writes between them must land between them.
-      for (let k = 0; k < 4; k++) {
-        const at = 4 + k * (2 * 1024 * 1024 + 16);
-        expect(copy(inFd, outFd, 2 * 1024 * 1024, true)).toBe(2 * 1024 * 1024);
-        expected.push(data.subarray(at, at + 2 * 1024 * 1024));
-        const next = Buffer.alloc(16);
-        expect(fs.readSync(inFd, next, 0, 16, null)).toBe(16); // the input's position moved on already
-        expect(next.equals(data.subarray(at + 2 * 1024 * 1024, at + 2 * 1024 * 1024 + 16))).toBe(true);
-        const header = Buffer.from(`header ${k}`.padEnd(24, '.'));
-        fs.writeSync(outFd, header);
-        expected.push(header);
-      }
-      // More asked than the input holds: what it holds, then 0.
-      const left = data.length - (4 + 4 * (2 * 1024 * 1024 + 16));
-      expect(copy(inFd, outFd, 64 * 1024 * 1024, true)).toBe(left);
-      expected.push(data.subarray(data.length - left));
-      expect(copy(inFd, outFd, 4096, true)).toBe(0);
-      expect(settle()).toBe(0);
-    } finally {
-      fs.closeSync(inFd);
-      fs.closeSync(outFd);
-    }
-    expect(fs.readFileSync(dst).equals(Buffer.concat(expected))).toBe(true);
-  });
-
-  it.skipIf(!native)('a copy behind that fails (its input cut short meanwhile) is reported by settle(), once', () => {
-    const { copy, settle } = loadFdCopy()!;
-    const src = path.join(tmp, 'shrinks.bin');
-    fs.writeFileSync(src, Buffer.alloc(72 * 1024 * 1024, 0x5a));
-    const inFd = fs.openSync(src, 'r+');
-    const outFd = fs.openSync(path.join(tmp, 'shrinks.out'), 'w');
-    try {
-      expect(copy(inFd, outFd, 4 * 1024 * 1024, true)).toBe(4 * 1024 * 1024); // in place
-      // Sixteen more queue at once (the helper holds sixteen); the thread has copied a few MiB at
-      // most when the input loses everything after its first 4 MiB.
-      for (let k = 0; k < 16; k++) expect(copy(inFd, outFd, 4 * 1024 * 1024, true)).toBe(4 * 1024 * 1024);
-      fs.ftruncateSync(inFd, 4 * 1024 * 1024);
-      expect(settle()).toBe(-os.constants.errno.EIO);
-      expect(settle()).toBe(0);
-    } finally {
-      fs.closeSync(inFd);
-      fs.closeSync(outFd);
     }
   });
 });

@@ -139,7 +139,6 @@ export async function main(argv: string[]): Promise<number> {
   let rc = 0;
   try {
     await sink.drain(output);
-    input.settle(); // page data copied behind has landed, or its failure throws here
     if (input.forwarded > 0) info(`${input.forwarded} of ${input.bytes} input bytes (page data) were copied by the kernel`);
     const d = summary.detection;
     if (auto && d) info(`Detected: ${summary.toolstackWidth}-bit toolstack, ${summary.guest} guest (${d.confidence}): ${d.reasons.join('; ')}`);
@@ -158,11 +157,6 @@ export async function main(argv: string[]): Promise<number> {
       rc = 2;
     }
   } finally {
-    try {
-      input.settle(); // nothing may still be copying into a descriptor about to close
-    } catch {
-      /* reported above, or the conversion had failed already */
-    }
     try {
       if (fd > 2) fs.closeSync(fd);
     } catch {
