@@ -2,7 +2,7 @@ import { Writer, ascii, viewOf } from './bytes';
 import { MalformedStreamError, UnsupportedStreamError } from './errors';
 import { StreamReader } from './reader';
 import type { ByteSource } from './source';
-import { DOMAIN_TYPE, LIBXL_REC, REC, XL_MANDATORY_FLAG_STREAMV2 } from './v2/constants';
+import { DOMAIN_TYPE, LIBXL_REC, REC, REC_NAME, XL_MANDATORY_FLAG_STREAMV2 } from './v2/constants';
 import { decodeV2 } from './v2/decoder';
 import type { LibxcRecordItem, LibxlRecordItem } from './v2/types';
 import { hvmContextCpus } from './v2/verifier';
@@ -287,8 +287,11 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
               else if (PARAM_CHUNK_BY_PARAM.has(i)) paramChunks.set(i, value);
               else if (i === VM86_TSS_SIZED) paramChunks.set(HVM_PARAM.VM86_TSS, value & 0xffffffffn);
               else if (value === 0n) continue;
-              else if (DROPPED_PARAMS.has(i)) dropped(`HVM param ${DROPPED_PARAMS.get(i)!} (a legacy host sets it itself)`);
-              else unsupported(at, `HVM param ${i} = 0x${value.toString(16)} has no legacy chunk`);
+              else {
+                const name = DROPPED_PARAMS.get(i);
+                if (name) dropped(`HVM param ${name} (a legacy host sets it itself)`);
+                else unsupported(at, `HVM param ${i} = 0x${value.toString(16)} has no legacy chunk`);
+              }
             }
             break;
           case REC.HVM_CONTEXT:
@@ -327,7 +330,7 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
             break;
           case REC.X86_CPUID_POLICY:
           case REC.X86_MSR_POLICY:
-            dropped(`${item.type === REC.X86_CPUID_POLICY ? 'X86_CPUID_POLICY' : 'X86_MSR_POLICY'} (a legacy host computes the guest's CPU policy from its own)`);
+            dropped(`${REC_NAME[item.type]} (a legacy host computes the guest's CPU policy from its own)`);
             break;
           case REC.CHECKPOINT:
           case REC.CHECKPOINT_DIRTY_PFN_LIST:
