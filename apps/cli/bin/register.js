@@ -66,9 +66,8 @@ if (!require.extensions['.ts']) {
 /**
  * require() for a small entry point whose start-up time counts (the drop-ins libxl spawns per
  * migration): its TypeScript module graph is kept as one cached bundle, which loads in one read
- * and one compile instead of a resolve, a stat, a read and a compile per module (measured for
- * convert-legacy-stream on a tiny image, 25 runs: 37 ms at the median against 40 ms file by file). The bundle is trusted as the transpiled files
- * are: every source it holds must still have the size and mtime it had when recorded, or the
+ * and one compile instead of a resolve, a stat, a read and a compile per module (docs/perf.md has
+ * what that saves). The bundle is trusted as the transpiled files are: every source it holds must still have the size and mtime it had when recorded, or the
  * graph is loaded the ordinary way and recorded again. Modules that are not TypeScript (Node's
  * own, node_modules, plain .js) are required the ordinary way from inside. FERRY_BUNDLE=0, source
  * maps, or a hook installed by someone else: plain require().

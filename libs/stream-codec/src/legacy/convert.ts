@@ -632,8 +632,7 @@ export function convertLegacy(source: ByteSource | StreamReader, opts: LegacyCon
  * 64-bit entry's high word zero, no invalid page type (0x5-0x8), pfns strictly rising (so no
  * duplicate), XTAB fillers dropped. Returns (entries kept << 16) | entries with data, or -1 when
  * anything is off. A short-lived converter runs this loop mostly before the JIT has optimised
- * it: the JavaScript of convert-legacy-stream on 1 GiB (its time outside system calls) was a
- * median 29 ms with a DataView call per entry, 24 ms with this (12 runs each, taking turns).
+ * it, so it avoids a DataView call per entry (docs/perf.md, 2026-11-26).
  */
 function risingLegacyBatch(w: Uint32Array, wb: number, out: Uint32Array): number {
   const step = wb >> 2;
