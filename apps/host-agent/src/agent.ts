@@ -59,6 +59,7 @@ export function createDriver(c: AgentConfig): HypervisorDriver {
     toolstack: c.FERRY_SIM_TOOLSTACK,
     capacity: c.FERRY_SIM_CAPACITY,
     dirtyRate: c.FERRY_SIM_DIRTY_RATE,
+    toolstackLatencyMs: c.FERRY_SIM_LATENCY_MS,
     guests: c.FERRY_SIM_GUESTS.map((g) => ({ spec: g.spec, seed: g.seed ?? newSeed(), dirtyRate: g.dirtyRate ?? c.FERRY_SIM_DIRTY_RATE })),
   });
 }
