@@ -41,7 +41,7 @@ export function migrationToDto(m: MigrationRecord): MigrationDto {
     progress: m.progress,
     cancellable: isCancellable(m.phase, m.cancelRequested),
     cancelRequested: m.cancelRequested,
-    pointOfNoReturn: { phase: 'committing', passed: pastPointOfNoReturn(m.phase) },
+    pointOfNoReturn: { phase: 'committing', passed: pastPointOfNoReturn(m.phase) || (m.committedAttempt > 0 && m.committedAttempt === m.attempt) },
     waitingReason: m.phase === 'queued' ? m.waiting : null,
     restore: m.restore,
     attempt: m.attempt,
