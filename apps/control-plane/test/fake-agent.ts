@@ -64,6 +64,8 @@ export class FakeAgent {
   /** Holds a suspend after its first progress report until it resolves: 'cancel-ok' gives up if cancelled meanwhile; 'past-ponr' completes regardless. */
   suspendGate: Promise<'cancel-ok' | 'past-ponr'> | null = null;
   pauseBeforeCommit: Promise<void> | null = null;
+  /** One-shot: after the commit was granted, hold (guest paused, nothing reported) until it resolves, as a target that died there and came back. */
+  holdAfterCommit: Promise<void> | null = null;
   failSend: { code: 'STREAM_ERROR'; retryable: boolean } | null = null;
   readonly jobsSeen: string[] = [];
   private readonly cancelled = new Set<string>();
@@ -181,6 +183,9 @@ export class FakeAgent {
             this.guests.delete(g.vmId);
             throw new Cancelled('commit refused');
           }
+          const hold = this.holdAfterCommit;
+          this.holdAfterCommit = null;
+          if (hold) await hold;
           this.guests.set(g.vmId, { ...g, state: 'running' });
           const result: HostJobResults['migrate-receive'] = { migrationId: p.migrationId, bytesReceived: g.memoryMiB * 1048576, memoryDigest: digest(g.memory), outcome: 'running-on-target' };
           await this.report({ type: 'completed', operationId: p.migrationId, attempt: p.attempt, job: 'migrate-receive', result });

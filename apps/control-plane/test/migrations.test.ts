@@ -165,6 +165,27 @@ describe('migrations with fake agents', () => {
     const m = await done(url, r.body.id);
     expect(m.phase).toBe('completed');
     expect(m.attempt).toBe(2);
+    expect(m.error).toBeNull(); // the first attempt's STREAM_ERROR is history, not the outcome
+  });
+
+  it('a target silent after the commit: committing ends within the stall bound, slot freed, VM missing on the target; its late report completes it', async () => {
+    w = new World();
+    const { url } = await w.cp({ FERRY_STALL_AFTER_MS: '400', FERRY_LIMIT_PER_SOURCE: '1' });
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-c1'), guest('vm-c2')] });
+    const dst = await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    let back!: () => void;
+    dst.holdAfterCommit = new Promise<void>((res) => (back = res));
+    const r1 = await migrate(url, { vm: 'vm-c1', mode: 'live', target: 'dst' });
+    const m1 = await done(url, r1.body.id);
+    expect(m1).toMatchObject({ phase: 'failed', error: { code: 'COMMIT_UNCONFIRMED' }, pointOfNoReturn: { passed: true } });
+    expect((await api<VmDto>(url, '/v1/vms/vm-c1')).body).toMatchObject({ hostId: 'dst', state: 'missing', activeOperationId: null });
+    // the per-source slot (limit 1) was freed: the next migration from src runs
+    const r2 = await migrate(url, { vm: 'vm-c2', mode: 'live', target: 'dst' });
+    expect((await done(url, r2.body.id)).phase).toBe('completed');
+    back(); // the target comes back and reports
+    const late = await done(url, r1.body.id, ['completed']);
+    expect(late.error).toBeNull();
+    expect((await api<VmDto>(url, '/v1/vms/vm-c1')).body).toMatchObject({ hostId: 'dst', state: 'running' });
   });
 
   it('suspend and resume through the store keep the memory digest', async () => {

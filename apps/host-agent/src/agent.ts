@@ -20,7 +20,7 @@ import {
 import { HandlerRegistry, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import type { AgentConfig } from './config';
-import { ControlPlaneError, HttpControlPlane, Reporter, sleep, type ControlPlaneApi } from './control-plane';
+import { ControlPlaneError, HttpControlPlane, Reporter, resolveMigration, sleep, type ControlPlaneApi } from './control-plane';
 import { DataServer } from './data-path';
 import { DriverError, type HypervisorDriver } from './driver';
 import { MigrationReceiver } from './migration/receiver';
@@ -59,6 +59,7 @@ export function createDriver(c: AgentConfig): HypervisorDriver {
     toolstack: c.FERRY_SIM_TOOLSTACK,
     capacity: c.FERRY_SIM_CAPACITY,
     dirtyRate: c.FERRY_SIM_DIRTY_RATE,
+    toolstackLatencyMs: c.FERRY_SIM_LATENCY_MS,
     guests: c.FERRY_SIM_GUESTS.map((g) => ({ spec: g.spec, seed: g.seed ?? newSeed(), dirtyRate: g.dirtyRate ?? c.FERRY_SIM_DIRTY_RATE })),
   });
 }
@@ -93,13 +94,14 @@ export class HostAgent {
     this.cp = deps.controlPlane ?? new HttpControlPlane(config.FERRY_CONTROL_PLANE_URL, config.FERRY_AGENT_TOKEN);
     this.reporter = new Reporter(this.cp, this.hostId, 500, this.log);
     this.reporter.onCancel = (ids) => this.cancelMany(ids, 'control plane asked');
-    this.receiver = new MigrationReceiver(this.hostId, this.driver, this.cp, this.reporter, this.log);
+    this.receiver = new MigrationReceiver(this.hostId, this.driver, this.cp, this.reporter, this.log, this.closing.signal);
     const ca = config.FERRY_TLS_CA ? readFileSync(config.FERRY_TLS_CA) : undefined;
     this.sender = new MigrationSender(this.driver, this.cp, this.reporter, {
       hostId: this.hostId,
       connectTimeoutMs: config.FERRY_CONNECT_TIMEOUT_MS,
       hostLimiter: config.FERRY_HOST_BANDWIDTH > 0 ? new RateLimiter(config.FERRY_HOST_BANDWIDTH) : null,
       ...(ca ? { tlsCa: ca } : {}),
+      closing: this.closing.signal,
       log: this.log,
     });
     this.suspender = new SuspendService(this.driver, deps.store ?? new HttpStoreClient(config.FERRY_STORE_TOKEN), this.reporter);
@@ -114,6 +116,10 @@ export class HostAgent {
     this.dataUrl = this.config.FERRY_DATA_URL ?? `${proto}://${this.config.FERRY_DATA_HOST}:${port}`;
     const reg = await this.registerUntilDone();
     this.reporter.start();
+    this.scheduleHeartbeat();
+    // settle what a previous process left half-way before taking new jobs: a new attempt must not
+    // find the old attempt's copy of its guest
+    await this.recover();
     this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
     this.worker = startHostWorker({
       hostId: this.hostId,
@@ -123,8 +129,6 @@ export class HostAgent {
       concurrency: 8,
     });
     this.worker.on('error', (e) => this.log(`worker: ${e.message}`));
-    this.scheduleHeartbeat();
-    void this.recover();
     this.log(`ready: driver ${this.driver.kind}, toolstack ${fmtTs(this.driver.toolstack())}, data ${this.dataUrl}`);
   }
 
@@ -239,17 +243,15 @@ export class HostAgent {
     return result;
   }
 
-  /** A previous agent process may have left guests mid-migration: settle them with the control plane's decision. */
+  /**
+   * A previous agent process may have left guests mid-operation. Migrations are settled with the
+   * control plane's decision on the attempt (`resolve`: abort unless committed): a target keeps a
+   * committed copy, unpauses it and reports `completed`, and discards any other; a source destroys
+   * a committed guest and resumes any other.
+   */
   private async recover(): Promise<void> {
     for (const m of await this.driver.pendingMigrations()) {
       try {
-        if (m.state === 'migrating-in') {
-          if (m.committed) {
-            await this.driver.unpause(m.vmId);
-            await this.driver.setState(m.vmId, 'running', null);
-          } else await this.driver.destroy(m.vmId);
-          continue;
-        }
         if (m.state === 'resuming') {
           await this.driver.destroy(m.vmId);
           continue;
@@ -259,18 +261,24 @@ export class HostAgent {
           await this.driver.unpause(m.vmId);
           continue;
         }
-        this.log(`recovering ${m.vmId}: asking what became of migration ${m.migrationId}`);
-        let d: 'commit' | 'abort' | 'pending' = 'pending';
-        while (d === 'pending' && !this.closing.signal.aborted) {
-          d = await this.sender.askDecision(m.migrationId);
-        }
-        if (d === 'commit') await this.driver.destroy(m.vmId);
-        else if (d === 'abort') {
+        this.log(`recovering ${m.vmId}: asking what became of migration ${m.migrationId}#${m.attempt}`);
+        const d = await resolveMigration(this.cp, this.hostId, m.migrationId, { attempt: m.attempt, reason: `agent on ${this.hostId} restarted during the migration` }, this.closing.signal, this.log);
+        if (m.state === 'migrating-in') {
+          if (d === 'commit') {
+            const memoryDigest = await this.driver.memoryDigest(m.vmId);
+            await this.driver.setState(m.vmId, 'migrating-in', { migrationId: m.migrationId, attempt: m.attempt, committed: true });
+            await this.driver.unpause(m.vmId);
+            await this.driver.setState(m.vmId, 'running', null);
+            await this.reporter.completed('migrate-receive', m.migrationId, m.attempt, { migrationId: m.migrationId, bytesReceived: 0, memoryDigest, outcome: 'running-on-target' });
+          } else await this.driver.destroy(m.vmId);
+        } else if (d === 'commit') await this.driver.destroy(m.vmId);
+        else {
           await this.driver.setState(m.vmId, 'running', null);
           await this.driver.unpause(m.vmId);
         }
         this.log(`recovered ${m.vmId}: ${d}`);
       } catch (e) {
+        if (this.closing.signal.aborted) return;
         this.log(`recovery of ${m.vmId}: ${(e as Error).message}`);
       }
     }

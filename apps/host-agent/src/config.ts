@@ -115,6 +115,8 @@ const schema = z
     FERRY_SIM_TOOLSTACK: z.string().default('4.17-64').transform(custom(parseToolstack)),
     FERRY_SIM_GUESTS: z.string().default('').transform(custom(parseGuests)),
     FERRY_SIM_DIRTY_RATE: bytesVar('FERRY_SIM_DIRTY_RATE').default('4M'),
+    /** Time the simulated toolstack takes to build a restored domain, unpause or destroy one. */
+    FERRY_SIM_LATENCY_MS: env.int(0, 0),
     FERRY_SIM_CAPACITY: z
       .string()
       .default('65536:64:32')

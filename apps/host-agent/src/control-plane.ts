@@ -17,6 +17,8 @@ import {
   type RegisterRequest,
   type RegisterResponse,
   type ReportsResponse,
+  type ResolveRequest,
+  type ResolveResponse,
 } from '@ferry/contracts';
 
 export class ControlPlaneError extends Error {
@@ -50,6 +52,32 @@ export interface ControlPlaneApi {
   reports(hostId: string, reports: AgentReport[]): Promise<ReportsResponse>;
   commit(hostId: string, migrationId: string, body: CommitRequest, signal?: AbortSignal): Promise<CommitResponse>;
   decision(hostId: string, migrationId: string, signal?: AbortSignal): Promise<DecisionResponse>;
+  resolve(hostId: string, migrationId: string, body: ResolveRequest, signal?: AbortSignal): Promise<ResolveResponse>;
+}
+
+/**
+ * The control plane's final decision on one attempt, aborting it unless it was committed; asked
+ * until it answers (a copy of the guest must not be kept or dropped on a guess). A migration it
+ * does not know, or one this host takes no part in, is an abort. Rejects only when `signal` aborts.
+ */
+export async function resolveMigration(
+  cp: ControlPlaneApi,
+  hostId: string,
+  migrationId: string,
+  body: ResolveRequest,
+  signal: AbortSignal,
+  log: (msg: string) => void = () => undefined,
+): Promise<'commit' | 'abort'> {
+  for (;;) {
+    try {
+      return (await cp.resolve(hostId, migrationId, body, signal)).decision;
+    } catch (e) {
+      if (e instanceof ControlPlaneError && (e.status === 404 || e.status === 403)) return 'abort';
+      if (signal.aborted) throw e;
+      log(`no decision for migration ${migrationId} yet: ${(e as Error).message}`);
+    }
+    await sleep(1000, signal);
+  }
 }
 
 export class HttpControlPlane implements ControlPlaneApi {
@@ -103,6 +131,9 @@ export class HttpControlPlane implements ControlPlaneApi {
   }
   decision(hostId: string, migrationId: string, signal?: AbortSignal): Promise<DecisionResponse> {
     return this.call('GET', AGENT_API.decision(hostId, migrationId), undefined, { retryForMs: 10_000, ...(signal ? { signal } : {}) });
+  }
+  resolve(hostId: string, migrationId: string, body: ResolveRequest, signal?: AbortSignal): Promise<ResolveResponse> {
+    return this.call('POST', AGENT_API.resolve(hostId, migrationId), body, { retryForMs: 30_000, ...(signal ? { signal } : {}) });
   }
 }
 

@@ -163,4 +163,20 @@ describe('host agents on loopback', () => {
     expect(cp.migrations.get(id)!.state).not.toBe('committed');
     expect(await cp.freshGuests('dst')).toEqual([]);
   });
+
+  it('target killed after its commit was granted, before the guest ran: restarted, it runs the guest and reports completed; the source drops its copy', async () => {
+    // the target's toolstack takes 1.5 s to build and to unpause a domain: the kill lands between the commit and the unpause
+    const [, dst] = await Promise.all([agent('src', { FERRY_SIM_GUESTS: 'hvm1:hvm:64M:1:61:0' }), agent('dst', { FERRY_SIM_LATENCY_MS: '1500' })]);
+    const before = (await cp.freshGuests('src'))[0]!.memoryDigest;
+    const id = await cp.migrate({ vm: hvm, from: 'src', to: 'dst', mode: 'cold' });
+    await waitFor(() => cp.migrations.get(id)!.state === 'committed', 30_000, 'commit granted');
+    await dst.kill('SIGKILL');
+    expect(cp.final(id, 'migrate-receive')).toBeUndefined();
+    await agent('dst', {}, dst.stateDir);
+    expect(result<{ memoryDigest: string }>(await cp.waitFinal(id, 'migrate-receive', 20_000)).memoryDigest).toBe(before);
+    expect((await cp.freshGuests('dst')).map((g) => [g.vmId, g.state, g.memoryDigest])).toEqual([['hvm1', 'running', before]]);
+    // the source never got the target's answer: it asked the control plane, which said commit
+    expect(result<{ outcome: string }>(await cp.waitFinal(id, 'migrate-send', 20_000)).outcome).toBe('handed-off');
+    expect(await cp.freshGuests('src')).toEqual([]);
+  });
 });

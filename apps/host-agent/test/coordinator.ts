@@ -1,6 +1,6 @@
 /**
  * Test-only stand-in for the control plane's side of docs/jobs.md: the agent HTTP API
- * (register / heartbeat / reports / commit / decision) and job dispatch through @ferry/queue.
+ * (register / heartbeat / reports / commit / decision / resolve) and job dispatch through @ferry/queue.
  * Commit and decision are atomic and latch: once a migration is committed it stays committed,
  * once aborted (cancel, or a decision asked before any commit) a commit is refused.
  */
@@ -83,7 +83,7 @@ export class Coordinator {
       this.hosts.set(reg.hostId, { reg, registrations: (h?.registrations ?? 0) + 1, heartbeat: null });
       return [200, { hostId: reg.hostId, queueName: hostQueueName(reg.hostId), queuePrefix: this.prefix, heartbeatIntervalMs: this.heartbeatIntervalMs, offlineAfterMs: 5000, serverTime: new Date().toISOString() }];
     }
-    const m = /^\/v1\/agents\/([^/]+)\/(heartbeat|reports|migrations\/([^/]+)\/(commit|decision))$/.exec(url);
+    const m = /^\/v1\/agents\/([^/]+)\/(heartbeat|reports|migrations\/([^/]+)\/(commit|decision|resolve))$/.exec(url);
     if (!m || decodeURIComponent(m[1]!) !== who) return [404, { message: 'no route' }];
     const hostId = who;
     if (m[2] === 'heartbeat') {
@@ -111,7 +111,7 @@ export class Coordinator {
       mig.state = 'committed';
       return [200, { commit: true }];
     }
-    // decision
+    // decision / resolve: latch an abort unless committed
     if (mig.state === 'running') mig.state = 'aborted';
     return [200, { decision: mig.state === 'committed' ? 'commit' : 'abort' }];
   }

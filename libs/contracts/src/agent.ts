@@ -15,9 +15,16 @@ export const AGENT_API = {
   /** Ask to pass the point of no return (target agent, after restoring the guest paused). */
   commit: (hostId: string, migrationId: string) =>
     `/v1/agents/${encodeURIComponent(hostId)}/migrations/${encodeURIComponent(migrationId)}/commit`,
-  /** Decision lookup (source agent whose data connection broke after stop-copy). */
+  /** Decision lookup (read only). */
   decision: (hostId: string, migrationId: string) =>
     `/v1/agents/${encodeURIComponent(hostId)}/migrations/${encodeURIComponent(migrationId)}/decision`,
+  /**
+   * Final decision for one attempt, aborting it unless it was committed (`ResolveRequest` ->
+   * `ResolveResponse`): asked by an agent that lost its peer or its own process (restart) while
+   * it holds a copy of the guest (a source whose guest is paused, a target with a restored copy).
+   */
+  resolve: (hostId: string, migrationId: string) =>
+    `/v1/agents/${encodeURIComponent(hostId)}/migrations/${encodeURIComponent(migrationId)}/resolve`,
 } as const;
 
 /** Paths each agent serves on its `dataUrl` (agent <-> agent, v2 stream). */
@@ -144,6 +151,21 @@ export interface CommitResponse {
 export interface DecisionResponse {
   /** 'commit': target owns the guest, source destroys its copy. 'abort': source resumes. 'pending': ask again. */
   decision: 'commit' | 'abort' | 'pending';
+}
+
+export interface ResolveRequest {
+  /** The attempt whose copy the agent holds. */
+  attempt: number;
+  /** Why the agent cannot go on (logged in the migration's error when this aborts it). */
+  reason: string;
+}
+/**
+ * 'commit': that attempt passed the point of no return: the target keeps (unpauses) its copy and
+ * reports `completed`, the source destroys its copy. 'abort': it never will (the control plane
+ * has just ended it, or it had ended): the target discards its copy, the source resumes its guest.
+ */
+export interface ResolveResponse {
+  decision: 'commit' | 'abort';
 }
 
 /** Header the sender puts on the stream PUT. */

@@ -13,7 +13,8 @@ export class AgentService {
     private readonly operations: OperationsService,
   ) {}
 
-  register(req: RegisterRequest): Promise<RegisterResponse> {
+  async register(req: RegisterRequest): Promise<RegisterResponse> {
+    await this.migrations.repairFromInventory(req.hostId, req.inventory.guests);
     return this.hosts.register(req);
   }
 
@@ -21,7 +22,9 @@ export class AgentService {
     return (await this.migrations.isTerminal(id)) || (await this.operations.isTerminal(id));
   }
 
-  heartbeat(hostId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
+  async heartbeat(hostId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
+    // before the inventory is folded in: it still shows which records a migration left unsettled
+    await this.migrations.repairFromInventory(hostId, req.inventory.guests);
     return this.hosts.heartbeat(hostId, req, (id) => this.terminal(id));
   }
 

@@ -14,9 +14,12 @@ import {
   type CommitResponse,
   type CreateMigrationRequest,
   type DecisionResponse,
+  type GuestInventory,
   type MigrationDto,
   type MigrationPhase,
   type Page,
+  type ResolveRequest,
+  type ResolveResponse,
 } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
 import { fail } from './errors';
@@ -38,7 +41,7 @@ export function migrationToDto(m: MigrationRecord): MigrationDto {
     progress: m.progress,
     cancellable: isCancellable(m.phase, m.cancelRequested),
     cancelRequested: m.cancelRequested,
-    pointOfNoReturn: { phase: 'committing', passed: pastPointOfNoReturn(m.phase) },
+    pointOfNoReturn: { phase: 'committing', passed: pastPointOfNoReturn(m.phase) || (m.committedAttempt > 0 && m.committedAttempt === m.attempt) },
     waitingReason: m.phase === 'queued' ? m.waiting : null,
     restore: m.restore,
     attempt: m.attempt,
@@ -120,6 +123,7 @@ export class MigrationsService {
       streamToken: '',
       sendDone: false,
       memMiB: vm.spec.memoryMiB,
+      committedAttempt: 0,
     };
     await this.repo.create(rec, now);
     const dto = migrationToDto(rec);
@@ -175,11 +179,17 @@ export class MigrationsService {
     );
   }
 
-  private async finishVm(m: MigrationRecord, where: 'source' | 'target', digest?: string | null): Promise<void> {
+  /**
+   * Moves the VM record to where the migration left the guest and frees it for new operations.
+   * Idempotent: a control plane killed between a phase change and this call repeats it on the
+   * agent's retried report, or on its host's next heartbeat (repairFromInventory).
+   */
+  private async finishVm(m: MigrationRecord, where: 'source' | 'target', digest?: string | null, state: 'running' | 'missing' = 'running'): Promise<void> {
     const vm = await this.vms.get(m.vmId);
     if (!vm) return;
     if (where === 'target' && m.target) {
-      await this.vms.put(m.vmId, { hostId: m.target, state: 'running', activeOp: null, ...(digest !== undefined ? { memoryDigest: digest } : {}) }, vm.hostId);
+      if (vm.hostId === m.target && vm.activeOp !== m.id && vm.state === state) return;
+      await this.vms.put(m.vmId, { hostId: m.target, state, ...(vm.activeOp === m.id ? { activeOp: null } : {}), ...(digest !== undefined ? { memoryDigest: digest } : {}) }, vm.hostId);
     } else {
       await this.vms.release(m.vmId, m.id);
       if (vm.state === 'migrating' || vm.state === 'paused') await this.vms.put(m.vmId, { state: 'running' });
@@ -210,21 +220,14 @@ export class MigrationsService {
         await this.publish(m.id);
         return;
       }
-      if (r.job === 'migrate-receive') {
-        const t = await this.repo.transition(m.id, ['committing'], 'completed', {
-          finishedAt: nowIso(),
-          progress: { ...m.progress, bytesDone: Math.max(m.progress.bytesDone, r.result.bytesReceived), etaMs: 0, expectedDowntimeMs: null },
-        });
-        if (!t.ok) return;
-        await this.finishVm(m, 'target', r.result.memoryDigest);
-        this.metrics.migrationFinished(m, 'completed');
-        await this.publish(m.id);
-      }
+      if (r.job === 'migrate-receive' && hostId === m.target) await this.completeOnTarget(m, r.result.memoryDigest, r.result.bytesReceived);
       return;
     }
     if (r.type === 'failed') {
       if (isTerminalPhase(m.phase)) return;
       if (m.phase === 'committing') {
+        // The source only failed to drop its copy: the guest is the target's, whose report decides.
+        if (r.job === 'migrate-send') return;
         // Past the point of no return: nothing can be undone; surface it.
         await this.repo.transition(m.id, ['committing'], 'failed', { finishedAt: nowIso(), error: { code: r.error.code, message: `after commit: ${r.error.message}` } });
         this.metrics.migrationFinished(m, 'failed');
@@ -232,6 +235,74 @@ export class MigrationsService {
         return;
       }
       await this.failAttempt(m, r.error.code, `${hostId}: ${r.error.message}`, r.error.retryable);
+    }
+  }
+
+  /**
+   * The target runs the guest: the migration ends `completed`, also when the control plane had
+   * given up waiting for this confirmation (failed COMMIT_UNCONFIRMED), and without the error of
+   * any earlier attempt. Repeating it is harmless.
+   */
+  async completeOnTarget(m: MigrationRecord, digest: string | null, bytesReceived = 0): Promise<void> {
+    if (!m.target || m.committedAttempt !== m.attempt) return;
+    const t = await this.repo.transition(
+      m.id,
+      ['committing', 'failed'],
+      'completed',
+      {
+        finishedAt: nowIso(),
+        error: null,
+        progress: { ...m.progress, bytesDone: Math.max(m.progress.bytesDone, bytesReceived), etaMs: 0, expectedDowntimeMs: null },
+      },
+      { conds: { committedAttempt: String(m.attempt), attempt: String(m.attempt) } },
+    );
+    if (!t.ok && t.phase !== 'completed') return;
+    await this.finishVm(m, 'target', digest);
+    if (t.ok) {
+      this.metrics.migrationFinished(m, 'completed');
+      await this.publish(m.id);
+    }
+  }
+
+  /**
+   * A committed migration whose target did not confirm within the stall bound ends `failed`
+   * (COMMIT_UNCONFIRMED) with the VM where the decision put it, the target, marked `missing`
+   * until that host shows it running (its restarted agent reports `completed`, or its inventory
+   * lists the guest running: either turns the migration `completed`). The slot is freed.
+   */
+  async commitUnconfirmed(m: MigrationRecord, stallMs: number): Promise<void> {
+    const t = await this.repo.transition(
+      m.id,
+      ['committing'],
+      'failed',
+      { finishedAt: nowIso(), error: { code: 'COMMIT_UNCONFIRMED', message: `committed, but target '${m.target ?? ''}' did not confirm within ${stallMs} ms; the VM is marked missing until it shows up there` } },
+      { conds: { attempt: String(m.attempt) } },
+    );
+    if (!t.ok) return;
+    await this.finishVm(m, 'target', undefined, 'missing');
+    this.metrics.migrationFinished(m, 'failed');
+    await this.publish(m.id);
+  }
+
+  /**
+   * Settles migrations from what a host says runs on it (heartbeat or register): a guest running on
+   * the target of its committed migration completes it; a VM record left pointing at a migration
+   * that already ended is finished. Only the migration's own target (or source) is believed.
+   */
+  async repairFromInventory(hostId: string, guests: GuestInventory[]): Promise<void> {
+    const running = guests.filter((g) => g.state === 'running');
+    if (!running.length) return;
+    for (const vm of await this.vms.many(running.map((g) => g.vmId))) {
+      const g = running.find((x) => x.vmId === vm.id)!;
+      let id = vm.activeOp;
+      // a record on this host that does not say running yet while the guest runs: a migration may have put it here
+      if (!id && vm.state !== 'running' && vm.hostId === hostId) id = await this.repo.latestForVm(vm.id);
+      if (!id) continue;
+      const m = await this.repo.get(id);
+      if (!m || m.vmId !== vm.id) continue;
+      const committed = m.committedAttempt > 0 && m.committedAttempt === m.attempt;
+      if (committed && m.target === hostId) await this.completeOnTarget(m, g.memoryDigest);
+      else if (!committed && isTerminalPhase(m.phase) && m.source === hostId && vm.activeOp === m.id) await this.finishVm(m, 'source');
     }
   }
 
@@ -293,7 +364,7 @@ export class MigrationsService {
     const m = await this.repo.get(id);
     if (!m) throw fail(404, `migration '${id}' not found`);
     if (m.target !== hostId) throw fail(403, `host '${hostId}' is not the target of migration '${id}'`);
-    const t = await this.repo.transition(id, PRE_PONR_INFLIGHT, 'committing', { lastProgressAt: Date.now() }, { conds: { cancelRequested: '0', attempt: String(req.attempt), target: hostId } });
+    const t = await this.repo.transition(id, PRE_PONR_INFLIGHT, 'committing', { lastProgressAt: Date.now(), committedAttempt: req.attempt }, { conds: { cancelRequested: '0', attempt: String(req.attempt), target: hostId } });
     if (!t.ok) {
       if (t.phase === 'committing' && m.attempt === req.attempt) return { commit: true };
       return { commit: false, reason: m.cancelRequested || t.phase === 'cancelled' ? 'cancelled' : `migration is ${t.phase} (attempt ${m.attempt})` };
@@ -306,9 +377,26 @@ export class MigrationsService {
     const m = await this.repo.get(id);
     if (!m) throw fail(404, `migration '${id}' not found`);
     if (m.source !== hostId && m.target !== hostId) throw fail(403, `host '${hostId}' takes no part in migration '${id}'`);
-    if (pastPointOfNoReturn(m.phase)) return { decision: 'commit' };
+    if (m.committedAttempt > 0 && m.committedAttempt === m.attempt) return { decision: 'commit' };
     if (isTerminalPhase(m.phase) || m.phase === 'queued') return { decision: 'abort' };
     return { decision: 'pending' };
+  }
+
+  /**
+   * The final word on one attempt for an agent that holds a copy of the guest and cannot go on
+   * (it restarted, or lost its peer): 'commit' if that attempt was committed, else the attempt is
+   * ended now (retried when attempts remain, the VM left on its source) and the answer is 'abort'.
+   * Atomic against commit(): both are guarded transitions of the same record, so exactly one wins.
+   */
+  async resolve(hostId: string, id: string, req: ResolveRequest): Promise<ResolveResponse> {
+    const m = await this.repo.get(id);
+    if (!m) throw fail(404, `migration '${id}' not found`);
+    if (m.source !== hostId && m.target !== hostId) throw fail(403, `host '${hostId}' takes no part in migration '${id}'`);
+    if (m.committedAttempt > 0 && m.committedAttempt === req.attempt) return { decision: 'commit' };
+    if (m.attempt !== req.attempt || !PRE_PONR_INFLIGHT.includes(m.phase)) return { decision: 'abort' };
+    await this.failAttempt(m, 'PEER_LOST', `${hostId}: ${req.reason}`, true);
+    const now = await this.repo.get(id);
+    return { decision: now && now.committedAttempt > 0 && now.committedAttempt === req.attempt ? 'commit' : 'abort' };
   }
 
   async isTerminal(id: string): Promise<boolean> {

@@ -227,6 +227,8 @@ export interface MigrationRecord {
   streamToken: string;
   sendDone: boolean;
   memMiB: number;
+  /** The attempt the control plane let pass the point of no return (0: none). Kept when the migration ends. */
+  committedAttempt: number;
 }
 
 function toMig(id: string, h: Record<string, string>): MigrationRecord | null {
@@ -258,6 +260,7 @@ function toMig(id: string, h: Record<string, string>): MigrationRecord | null {
     streamToken: h.streamToken ?? '',
     sendDone: h.sendDone === '1',
     memMiB: Number(h.mem ?? 0),
+    committedAttempt: Number(h.committedAttempt ?? 0),
   };
 }
 
@@ -425,6 +428,10 @@ export class MigrationsRepository {
   /** Records progress time (only for in-flight migrations). */
   async touch(id: string, at: number): Promise<void> {
     await this.redis.zadd(this.k.migsProgress(), 'XX', at, id);
+  }
+  /** The VM's most recent migration id. */
+  async latestForVm(vmId: string): Promise<string | null> {
+    return (await this.redis.zrevrange(this.k.migsVm(vmId), 0, 0))[0] ?? null;
   }
   async inflightIds(): Promise<string[]> {
     return this.redis.smembers(this.k.migsInflight());

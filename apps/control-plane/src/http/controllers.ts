@@ -174,6 +174,10 @@ export class AgentsController {
   decision(@Param('hostId', new ZodPipe(S.hostId, 'hostId')) hostId: string, @Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.migrations.decision(hostId, id);
   }
+  @Post(':hostId/migrations/:id/resolve') @HttpCode(200) @AgentOnly() @body(S.resolve)
+  resolve(@Param('hostId', new ZodPipe(S.hostId, 'hostId')) hostId: string, @Param('id', new ZodPipe(S.anyId, 'id')) id: string, @Body(new ZodPipe(S.resolve)) b: z.output<typeof S.resolve>) {
+    return this.migrations.resolve(hostId, id, b);
+  }
 }
 
 const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campaign', 'operation']).optional(), id: S.anyId.optional() }).strict();

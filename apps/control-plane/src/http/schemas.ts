@@ -137,6 +137,7 @@ export const report = z.discriminatedUnion('type', [
 ]);
 export const reports = z.object({ reports: z.array(report).min(1).max(1000) }).strict();
 export const commit = z.object({ attempt: z.number().int().min(1), bytesReceived: num, memoryDigest: z.string().max(200).nullable() }).strict();
+export const resolve = z.object({ attempt: z.number().int().min(1), reason: z.string().max(1000) }).strict();
 
 const vmSpec = z.object({ vmId, name: z.string().min(1).max(200), type: z.enum(['pv', 'hvm']), guestWidth: z.union([z.literal(32), z.literal(64)]).optional(), memoryMiB: z.number().int().min(1), vcpus: z.number().int().min(1) });
 const digest = z.string().max(200).nullable();

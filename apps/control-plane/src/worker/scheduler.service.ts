@@ -61,9 +61,15 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
         await this.events.publish('host.offline', 'host', h.id, hostToDto(h, [], this.cfg, now));
       }
     }
-    // stalls: no progress for FERRY_STALL_AFTER_MS before the point of no return
+    // stalls: no progress for FERRY_STALL_AFTER_MS in any in-flight phase. Before the point of no
+    // return the migration is cancelled (VM left on its source); in `committing` it ends without
+    // the target's confirmation (VM on the target, marked missing until it shows up there).
     for (const m of await this.migs.many(await this.migs.stalled(now - this.cfg.FERRY_STALL_AFTER_MS))) {
-      if (phaseIndex(m.phase) >= phaseIndex('committing') || phaseIndex(m.phase) < phaseIndex('dispatched')) continue;
+      if (m.phase === 'committing') {
+        await this.migrations.commitUnconfirmed(m, this.cfg.FERRY_STALL_AFTER_MS).catch(() => undefined);
+        continue;
+      }
+      if (phaseIndex(m.phase) > phaseIndex('committing') || phaseIndex(m.phase) < phaseIndex('dispatched')) continue;
       await this.migrations
         .cancel(m.id, `stalled: no progress for ${this.cfg.FERRY_STALL_AFTER_MS} ms in phase ${m.phase}; vm left on its source`, 'STALLED')
         .catch(() => undefined);

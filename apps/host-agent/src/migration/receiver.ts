@@ -5,9 +5,9 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type * as http from 'node:http';
-import type { MigrateReceivePayload, MigrateReceiveResult, StreamReceiveResponse } from '@ferry/contracts';
+import type { CommitResponse, MigrateReceivePayload, MigrateReceiveResult, StreamReceiveResponse } from '@ferry/contracts';
 import { fromWire, verifyWire } from '../codec';
-import type { ControlPlaneApi, Reporter } from '../control-plane';
+import { resolveMigration, type ControlPlaneApi, type Reporter } from '../control-plane';
 import { DIGEST_TRAILER, SHA256_TRAILER, json } from '../data-path';
 import type { HypervisorDriver } from '../driver';
 import { AgentFailure, CancelledError, type Operation } from '../operations';
@@ -34,6 +34,8 @@ export class MigrationReceiver {
     private readonly cp: ControlPlaneApi,
     private readonly reporter: Reporter,
     private readonly log: (msg: string) => void = () => undefined,
+    /** The agent's lifetime: a target waiting for the decision on its copy stops only with it. */
+    private readonly closing: AbortSignal = new AbortController().signal,
   ) {}
 
   /** Data server entry: the source's PUT. */
@@ -101,7 +103,15 @@ export class MigrationReceiver {
     let restored = false;
     try {
       const wire = verifyWire(tap.pipe(req));
-      wire.facts.catch(() => undefined);
+      // the whole stream is in and verified: what remains is building the domain, then the commit
+      wire.facts.then(
+        () => {
+          if (op.cancelled) return;
+          progress('verifying', tap.bytes);
+          void this.reporter.flush();
+        },
+        () => undefined,
+      );
       const native = fromWire(wire.output, p.restore, (what) => this.log(`migration ${p.migrationId}: the legacy image for this toolstack leaves out ${what}`));
       const migration = { migrationId: p.migrationId, attempt: p.attempt };
       const r = await this.driver.restore(p.vm, native, { signal: op.signal, migration });
@@ -118,7 +128,14 @@ export class MigrationReceiver {
       progress('verifying', tap.bytes);
       await this.reporter.flush();
       // POINT OF NO RETURN is decided by the control plane.
-      const c = await this.cp.commit(this.hostId, p.migrationId, { attempt: p.attempt, bytesReceived: tap.bytes, memoryDigest: r.memoryDigest });
+      let c: CommitResponse;
+      try {
+        c = await this.cp.commit(this.hostId, p.migrationId, { attempt: p.attempt, bytesReceived: tap.bytes, memoryDigest: r.memoryDigest });
+      } catch (e) {
+        // no answer: the commit may have been granted, so the copy is neither kept nor dropped on a guess
+        const d = await resolveMigration(this.cp, this.hostId, p.migrationId, { attempt: p.attempt, reason: `target got no answer to its commit: ${(e as Error).message}` }, this.closing, this.log);
+        c = d === 'commit' ? { commit: true } : { commit: false, reason: 'the control plane ended this attempt' };
+      }
       if (!c.commit) {
         await this.driver.destroy(p.vm.vmId).catch(() => undefined);
         restored = false;
@@ -133,7 +150,8 @@ export class MigrationReceiver {
       return { migrationId: p.migrationId, bytesReceived: tap.bytes, memoryDigest: r.memoryDigest, outcome: 'running-on-target' };
     } catch (e) {
       if (!op.pastPointOfNoReturn) {
-        if (restored || (await this.driver.spec(p.vm.vmId).catch(() => null))) {
+        // an agent shutting down leaves a restored copy to its next start, which asks the control plane
+        if (!(restored && this.closing.aborted) && (restored || (await this.driver.spec(p.vm.vmId).catch(() => null)))) {
           const mine = (await this.driver.pendingMigrations()).some((m) => m.vmId === p.vm.vmId && m.migrationId === p.migrationId);
           if (mine) await this.driver.destroy(p.vm.vmId).catch(() => undefined);
         }

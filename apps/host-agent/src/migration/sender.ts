@@ -7,7 +7,7 @@
 import type { MigrateSendPayload, MigrateSendResult, StreamReceiveResponse } from '@ferry/contracts';
 import { AGENT_DATA_API } from '@ferry/contracts';
 import { WidthMismatchError, isCodecError, toWire } from '../codec';
-import { sleep, type ControlPlaneApi, type Reporter } from '../control-plane';
+import { resolveMigration, sleep, type ControlPlaneApi, type Reporter } from '../control-plane';
 import { DIGEST_TRAILER, SHA256_TRAILER, StreamUpload, UploadRefused } from '../data-path';
 import type { HypervisorDriver, RoundStats } from '../driver';
 import { AgentFailure, CancelledError, type Operation } from '../operations';
@@ -18,8 +18,8 @@ export interface SenderOptions {
   connectTimeoutMs: number;
   hostLimiter: RateLimiter | null;
   tlsCa?: string | Buffer;
-  /** How long a source whose connection broke after stop-copy keeps asking for the decision. */
-  decisionTimeoutMs?: number;
+  /** The agent's lifetime: a source asking for the decision on its paused guest stops only with it. */
+  closing?: AbortSignal;
   log?: (msg: string) => void;
 }
 
@@ -141,15 +141,22 @@ export class MigrationSender {
         else if (!(e instanceof WidthMismatchError) && !isCodecError(e)) err = new AgentFailure('STREAM_ERROR', `stream to ${p.target.hostId} broke: ${(e as Error).message}`, true);
       }
       if (op.cancelled && !(err instanceof AgentFailure && err.code !== 'INTERNAL' && err.code !== 'STREAM_ERROR')) err = op.signal.reason as Error;
-      if (pausedAt && upload?.ended && !answered) {
-        // The whole stream went out but no answer came: only the control plane knows whether the target committed.
-        const d = await this.askDecision(p.migrationId);
+      if (pausedAt && !answered) {
+        // The guest is paused here and the target said nothing: it may hold a complete copy and
+        // have committed it. Only the control plane knows; it ends the attempt unless it was.
+        const d = await resolveMigration(
+          this.cp,
+          this.opts.hostId,
+          p.migrationId,
+          { attempt: p.attempt, reason: `source lost the stream to ${p.target.hostId} after pausing the guest: ${(err as Error)?.message ?? String(err)}` },
+          this.opts.closing ?? new AbortController().signal,
+          (m) => this.opts.log?.(m),
+        );
         if (d === 'commit') {
           op.pastPointOfNoReturn = true;
           await this.driver.destroy(p.vmId);
           return { migrationId: p.migrationId, bytesSent: tap.bytes, rounds: round, downtimeMs: Date.now() - pausedAt, outcome: 'handed-off', sourceMemoryDigest: null };
         }
-        if (d === 'pending') throw new AgentFailure('TIMEOUT', `no decision for migration ${p.migrationId}; the guest stays paused here`, false);
       }
       await this.resumeHere(p.vmId);
       if (err instanceof WidthMismatchError) throw new AgentFailure('INCOMPATIBLE', err.message, false);
@@ -165,21 +172,6 @@ export class MigrationSender {
     if (!spec) return;
     await this.driver.setState(vmId, 'running', null);
     await this.driver.unpause(vmId);
-  }
-
-  /** commit / abort, or pending after the timeout. */
-  async askDecision(migrationId: string): Promise<'commit' | 'abort' | 'pending'> {
-    const deadline = Date.now() + (this.opts.decisionTimeoutMs ?? 120_000);
-    while (Date.now() < deadline) {
-      try {
-        const d = await this.cp.decision(this.opts.hostId, migrationId);
-        if (d.decision !== 'pending') return d.decision;
-      } catch (e) {
-        this.opts.log?.(`decision for ${migrationId}: ${(e as Error).message}`);
-      }
-      await sleep(1000);
-    }
-    return 'pending';
   }
 }
 

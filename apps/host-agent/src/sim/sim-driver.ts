@@ -6,7 +6,7 @@
  * agent finds its guests again, as a real hypervisor would.
  */
 import { randomInt } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Bitness, ByteOrder, GuestInventory, GuestRunState, HostCapacity, Toolstack, VmSpec } from '@ferry/contracts';
 import { DriverError, type HypervisorDriver, type RestoreOptions, type RestoreResult, type RoundStats, type SaveHandle, type SaveOptions, type SaveSummary } from '../driver';
@@ -33,6 +33,12 @@ export interface SimDriverOptions {
   restartMs?: number;
   /** Replace the stream writer (tests). Default: the toolstack's own. */
   writer?: (ts: Toolstack) => StreamWriter;
+  /**
+   * How long the simulated toolstack takes to build a restored domain, and to unpause or destroy
+   * one (default 0). Real toolstacks take a noticeable time for each; tests use it to hold the
+   * `verifying` and `committing` phases open.
+   */
+  toolstackLatencyMs?: number;
 }
 
 type Migration = { migrationId: string; attempt: number; committed?: boolean };
@@ -129,6 +135,8 @@ export class SimDriver implements HypervisorDriver {
   readonly kind = 'sim' as const;
   private ts: Toolstack;
   private readonly guestsById = new Map<string, SimGuest>();
+  /** Guests whose restore is still reading its stream: not a domain yet, so never persisted. */
+  private readonly restoring = new Set<string>();
   private flushTimer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
 
@@ -177,8 +185,27 @@ export class SimDriver implements HypervisorDriver {
       }
       await this.persist(true);
     }
+    await this.removeOrphanVersions();
     this.flushTimer = setInterval(() => void this.persist(true).catch(() => undefined), 5000);
     this.flushTimer.unref();
+  }
+
+  /**
+   * Page-version files of guests this host does not have (a restore or a destroy cut short by a
+   * crash) are removed at start: the state file is the list of domains.
+   */
+  private async removeOrphanVersions(): Promise<void> {
+    const dir = path.join(this.opts.stateDir, 'guests');
+    for (const f of await readdir(dir)) {
+      const vmId = f.replace(/\.versions(\.tmp)?$/, '');
+      if (vmId === f || (this.guestsById.has(vmId) && !f.endsWith('.tmp'))) continue;
+      await rm(path.join(dir, f), { force: true });
+    }
+  }
+
+  private async sleepLatency(): Promise<void> {
+    const ms = this.opts.toolstackLatencyMs ?? 0;
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
 
   async close(): Promise<void> {
@@ -187,18 +214,23 @@ export class SimDriver implements HypervisorDriver {
     await this.persist(true).catch(() => undefined);
   }
 
-  /** Writes the state file (and, with versions=true, every guest's page versions). Serialized. */
+  /**
+   * Writes the state file (and, with versions=true, every guest's page versions). Serialized.
+   * Every domain is kept, as a hypervisor keeps its domains across a toolstack restart: an
+   * arriving guest restored paused but not committed yet included (a restarted agent asks the
+   * control plane what to do with it). Only a restore still reading its stream is left out.
+   */
   persist(versions = false): Promise<void> {
     const run = async (): Promise<void> => {
+      const kept = [...this.guestsById.values()].filter((g) => !this.restoring.has(g.spec.vmId));
       const state: PersistedState = {
         version: 1,
         toolstack: this.ts,
-        guests: [...this.guestsById.values()]
-          .filter((g) => g.state !== 'migrating-in' || g.migration?.committed)
-          .map((g) => ({ spec: g.spec, seed: g.mem.seed, dirtyRate: g.dirtyRate, paused: g.paused, state: g.state, migration: g.migration })),
+        guests: kept.map((g) => ({ spec: g.spec, seed: g.mem.seed, dirtyRate: g.dirtyRate, paused: g.paused, state: g.state, migration: g.migration })),
       };
       if (versions) {
-        for (const g of this.guestsById.values()) {
+        // page versions first, then the state file that names them
+        for (const g of kept) {
           g.advance();
           const f = this.versionsFile(g.spec.vmId);
           await writeFile(f + '.tmp', g.mem.versions);
@@ -348,18 +380,22 @@ export class SimDriver implements HypervisorDriver {
     g.state = opts.migration ? 'migrating-in' : 'resuming';
     g.migration = opts.migration ? { ...opts.migration } : null;
     this.guestsById.set(spec.vmId, g);
+    this.restoring.add(spec.vmId);
     try {
       const facts = await readImage(this.ts, stream, mem, opts.onBytes);
       if (facts.guest !== spec.type) throw new DriverError('INCOMPATIBLE', `the stream holds a ${facts.guest.toUpperCase()} guest, the VM is ${spec.type.toUpperCase()}`);
       if (spec.type === 'pv' && facts.guestWidth !== undefined && spec.guestWidth !== undefined && facts.guestWidth !== spec.guestWidth) {
         throw new DriverError('INCOMPATIBLE', `the stream holds a ${facts.guestWidth}-bit PV guest, the VM is ${spec.guestWidth}-bit`);
       }
+      await this.sleepLatency();
       if (opts.signal?.aborted) throw new Error('restore aborted');
     } catch (e) {
       this.guestsById.delete(spec.vmId);
+      this.restoring.delete(spec.vmId);
       throw e;
     }
-    if (!opts.migration) await this.persist(true);
+    this.restoring.delete(spec.vmId);
+    await this.persist(true);
     return { memoryDigest: mem.digest() };
   }
 
@@ -368,10 +404,14 @@ export class SimDriver implements HypervisorDriver {
     await this.persist();
   }
   async unpause(vmId: string): Promise<void> {
+    this.guest(vmId);
+    await this.sleepLatency();
     this.guest(vmId).unpause();
     await this.persist();
   }
   async destroy(vmId: string): Promise<void> {
+    this.guest(vmId);
+    await this.sleepLatency();
     this.guest(vmId);
     this.guestsById.delete(vmId);
     await this.persist();

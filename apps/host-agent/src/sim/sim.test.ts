@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -140,5 +140,38 @@ describe('sim driver', () => {
     await again.start();
     expect(again.toolstack()).toEqual(V2);
     await again.close();
+  });
+
+  it('an arriving guest restored paused but not committed yet survives a crash of the agent, paused, with its digest and migration', async () => {
+    const src = await sim(V2, [{ spec: hvm, seed: 5 }]);
+    const dst = await sim(V2);
+    const h = await src.save('vm2', {});
+    const r = await dst.restore(hvm, collect(h.stream), { migration: { migrationId: 'mig-1', attempt: 2 } });
+    // kill -9: nothing more is written; a new agent process starts on the same state dir
+    const again = new SimDriver({ stateDir: dirs[1]!, toolstack: V2, capacity: dst.capacity(), guests: [], dirtyRate: 0 });
+    await again.start();
+    drivers.push(again);
+    expect(await again.guests()).toEqual([expect.objectContaining({ vmId: 'vm2', state: 'migrating-in', memoryDigest: r.memoryDigest })]);
+    expect(await again.pendingMigrations()).toEqual([{ vmId: 'vm2', state: 'migrating-in', migrationId: 'mig-1', attempt: 2, committed: false }]);
+  });
+
+  it('a crash while a guest arrives leaves no orphan page-version file behind', async () => {
+    const dst = await sim(V2);
+    let release!: () => void;
+    const never = new Promise<void>((r) => (release = r));
+    async function* stalled(): AsyncGenerator<Uint8Array> {
+      await never;
+    }
+    const restoring = dst.restore(hvm, stalled(), { migration: { migrationId: 'mig-2', attempt: 1 } }).catch(() => undefined);
+    await dst.persist(true); // the periodic flush runs while the stream is still coming
+    expect(await readdir(path.join(dirs[0]!, 'guests'))).toEqual([]);
+    await writeFile(path.join(dirs[0]!, 'guests', 'ghost.versions'), new Uint8Array(16)); // left by an older crash
+    const again = new SimDriver({ stateDir: dirs[0]!, toolstack: V2, capacity: dst.capacity(), guests: [], dirtyRate: 0 });
+    await again.start();
+    drivers.push(again);
+    expect(await again.guests()).toEqual([]);
+    expect(await readdir(path.join(dirs[0]!, 'guests'))).toEqual([]);
+    release();
+    await restoring;
   });
 });
