@@ -87,6 +87,14 @@ describe('validation: 400 with the field and the rule', () => {
     expect(c.status).toBe(400);
     expect(c.body.issues.map((i) => i.field).sort()).toEqual(['hosts', 'maxParallelHosts', 'maxParallelMigrations']);
   });
+  it('an unknown query parameter is named as such, never as "(body)"', async () => {
+    for (const path of ['/v1/migrations?bogus=1', '/v1/vms?limit=5&bogus=1', '/v1/operations?bogus=1', '/v1/campaigns?bogus=1']) {
+      const r = await api<{ issues: { field: string; rule: string }[]; message: string }>(url, path);
+      expect(r.status, path).toBe(400);
+      expect(r.body.issues, path).toEqual([{ field: 'bogus', rule: 'unknown query parameter' }]);
+      expect(r.body.message).toBe('bogus: unknown query parameter');
+    }
+  });
   it('unknown resources are 404', async () => {
     expect((await api(url, '/v1/migrations', { body: { vm: 'nope', mode: 'live' }, headers: { 'idempotency-key': 'k3' } })).status).toBe(404);
     expect((await api(url, '/v1/vms/nope')).status).toBe(404);

@@ -27,6 +27,15 @@ export function json(res: http.ServerResponse, status: number, body: unknown, cl
   res.end(text);
 }
 
+/** One percent-encoded path segment, or null when its encoding is malformed (not UTF-8, a stray `%`). */
+export function decodePathSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
 /** The agent's data endpoint. Thin: routing and auth header parsing; the receiver service does the rest. */
 export class DataServer {
   private server: http.Server | null = null;
@@ -50,17 +59,35 @@ export class DataServer {
     return (server.address() as AddressInfo).port;
   }
 
+  /**
+   * Total over its input: whatever the request line and headers hold, the answer is a status (4xx for
+   * anything malformed) and the process goes on. A handler that throws all the same costs that one
+   * request a 500, never the agent.
+   */
   private route(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void {
-    const url = new URL(req.url ?? '/', 'http://x');
-    if (req.method === 'GET' && url.pathname === '/healthz') return json(res, 200, { ok: true });
-    const m = /^\/v1\/streams\/([^/]+)$/.exec(url.pathname);
+    try {
+      this.dispatch(req, res, expectContinue);
+    } catch (e) {
+      json(res, 500, { statusCode: 500, error: 'Internal Server Error', message: e instanceof Error ? e.message.split('\n')[0] : String(e) }, true);
+      req.resume();
+    }
+  }
+
+  private dispatch(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void {
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const pathname = q < 0 ? target : target.slice(0, q);
+    if (req.method === 'GET' && pathname === '/healthz') return json(res, 200, { ok: true });
+    const m = /^\/v1\/streams\/([^/]+)$/.exec(pathname);
     if (!m) return json(res, 404, { statusCode: 404, error: 'Not Found', message: 'no such route' }, true);
     if (req.method !== 'PUT') return json(res, 405, { statusCode: 405, error: 'Method Not Allowed', message: 'PUT only' }, true);
+    const migrationId = decodePathSegment(m[1]!);
+    if (migrationId === null) return json(res, 400, { statusCode: 400, error: 'Bad Request', message: 'malformed percent-encoding in the migration id' }, true);
     const auth = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!auth) return json(res, 401, { statusCode: 401, error: 'Unauthorized', message: 'missing bearer stream token' }, true);
     const a = req.headers[STREAM_ATTEMPT_HEADER];
-    const attempt = typeof a === 'string' && /^\d+$/.test(a) ? Number(a) : null;
-    this.onStream(decodeURIComponent(m[1]!), auth[1]!, attempt, req, res, expectContinue);
+    const attempt = typeof a === 'string' && /^\d{1,9}$/.test(a) ? Number(a) : null;
+    this.onStream(migrationId, auth[1]!, attempt, req, res, expectContinue);
   }
 
   async close(): Promise<void> {

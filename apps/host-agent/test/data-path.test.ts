@@ -3,6 +3,7 @@
  * over TLS (self-signed fixture, trusted through FERRY_TLS_CA), the one-time token, a bandwidth cap.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import * as http from 'node:http';
 import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -66,5 +67,22 @@ describe('data path', () => {
     expect(recv.type === 'completed' && (recv.result as { memoryDigest: string }).memoryDigest).toBe(before);
     expect(Date.now() - t0).toBeGreaterThan(1500); // 8 MiB at 4 MiB/s
     expect(cp.migrations.get(id)!.state).toBe('committed');
+  });
+
+  it('answers a malformed migration id with 400 before any token check, and lives on', async () => {
+    const a = await agent('dp-malformed', { FERRY_SIM_TOOLSTACK: '4.17-64' });
+    const put = (p: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = http.request(`${a.dataUrl}${p}`, { method: 'PUT', headers: { authorization: 'Bearer x' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await put('/v1/streams/%E0%A4%A')).toBe(400);
+    expect(await put('/v1/streams/%')).toBe(400);
+    expect(await put('/v1/streams/ok%20id')).toBe(404);
+    expect((await fetch(`${a.dataUrl}/healthz`)).status).toBe(200);
   });
 });

@@ -63,6 +63,8 @@ const int = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
+const timeoutMs = z.number().min(100, 'must be at least 100ms').max(86_400_000, 'must be at most 1d');
+
 export const SCOPES = ['read', 'write', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -117,6 +119,8 @@ const EnvSchema = z.object({
   FERRY_RETAIN_MAX_AGE: duration('largest checkpoint age').optional(),
   FERRY_RETENTION_INTERVAL: duration('how often retention and clean-up run').default('10m'),
   FERRY_STALE_UPLOAD_AGE: duration('age after which leftovers of interrupted uploads are removed').default('1h'),
+  FERRY_STORE_IDLE_TIMEOUT: duration('how long a connection may stay silent').default('60s').pipe(timeoutMs),
+  FERRY_STORE_HEADERS_TIMEOUT: duration('how long a client may take to send its request headers').default('20s').pipe(timeoutMs),
 });
 
 export interface StoreConfig {
@@ -138,6 +142,11 @@ export interface StoreConfig {
   staticTokens: StaticToken[];
   maxUploadBytes: number;
   retention: { keepLast?: number; maxAgeMs?: number; intervalMs: number; staleUploadAgeMs: number };
+  /**
+   * idleMs: a connection with no byte in either direction for this long is closed (a stalled upload
+   * then fails and frees its id); headersMs: the whole request head must arrive within this.
+   */
+  timeouts: { idleMs: number; headersMs: number };
 }
 
 export class ConfigError extends Error {
@@ -195,5 +204,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): StoreConfig {
       intervalMs: e.FERRY_RETENTION_INTERVAL,
       staleUploadAgeMs: e.FERRY_STALE_UPLOAD_AGE,
     },
+    timeouts: { idleMs: e.FERRY_STORE_IDLE_TIMEOUT, headersMs: e.FERRY_STORE_HEADERS_TIMEOUT },
   };
 }

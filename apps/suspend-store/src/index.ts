@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import express from 'express';
+import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AppModule } from './app.module';
 import { loadConfig, type StoreConfig } from './config';
@@ -38,8 +38,8 @@ export async function startSuspendStore(env: NodeJS.ProcessEnv = process.env): P
     abortOnError: false,
   });
   app.disable('x-powered-by');
-  // Only the token API takes JSON; checkpoint bodies are streams and are never parsed.
-  app.use('/v1/tokens', express.json({ limit: '16kb' }));
+  // No body parser in front of the routes: the token API reads its JSON after auth (JsonBody),
+  // checkpoint bodies are streams and are never parsed.
   const doc = new DocumentBuilder()
     .setTitle('Ferry suspend-store')
     .setDescription(
@@ -54,9 +54,15 @@ export async function startSuspendStore(env: NodeJS.ProcessEnv = process.env): P
   await app.listen(config.port, config.host);
   const addr = app.getHttpServer().address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const server = app.getHttpServer();
-  server.requestTimeout = 0; // uploads of many GiB take longer than the 5-minute default
-  server.headersTimeout = 60_000;
+  const server = app.getHttpServer() as http.Server & { httpAllowHalfOpen: boolean };
+  // Uploads of many GiB take longer than the 5-minute default: no limit on a whole request, but
+  // none may go silent (a stalled upload is cut, fails and frees its id) or dawdle over its head.
+  server.requestTimeout = 0;
+  server.timeout = config.timeouts.idleMs;
+  server.headersTimeout = config.timeouts.headersMs;
+  // A client may half-close once it has sent its whole request and still reads the answer (HTTP/1.1
+  // does not end a request with a FIN): Node's http server flag for that, off by default.
+  server.httpAllowHalfOpen = true;
   let closed: Promise<void> | undefined;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,

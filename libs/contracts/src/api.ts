@@ -4,7 +4,7 @@
  */
 import type { Bitness, ByteOrder, GuestType, RestoreFormat, StreamFormat, Toolstack } from './toolstack';
 import type { MigrationMode, MigrationPhase, MigrationProgress } from './migration';
-import type { HostCapacity } from './jobs';
+import type { GuestRunState, HostCapacity } from './jobs';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 /** In rising rank: each may do what the ones before it may. */
@@ -49,6 +49,25 @@ export interface HostDto {
   dataUrl: string;
   /** Campaign currently working on this host, if any. */
   campaignId: string | null;
+  /** Guests this host's inventory lists as running that the control plane has elsewhere (flagged, not applied). */
+  conflicts: InventoryConflict[];
+}
+
+/**
+ * A host's inventory lists a guest as running whose record belongs to another host (or to the store):
+ * the control plane trusts a host only about itself, so it flags the claim instead of applying it
+ * (docs/jobs.md, "Inventory"). Gone once that host stops listing the guest or may adopt it.
+ */
+export interface InventoryConflict {
+  vmId: string;
+  /** The host whose inventory lists the guest. */
+  hostId: string;
+  /** Where the VM's record is (null: suspended, in the store). */
+  ownerHostId: string | null;
+  reportedState: GuestRunState;
+  reportedDigest: string | null;
+  /** First heartbeat or registration that made the claim. */
+  since: string;
 }
 
 export interface MaintenanceRequest {
@@ -88,6 +107,8 @@ export interface VmDto {
   latestCheckpoint: CheckpointSummary | null;
   /** Active migration or operation, if any. */
   activeOperationId: string | null;
+  /** Other hosts that list this VM as running on them (see InventoryConflict). */
+  conflicts: InventoryConflict[];
   updatedAt: string;
 }
 

@@ -1,9 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
   type GuestInventory,
   type HeartbeatRequest,
   type HeartbeatResponse,
   type HostDto,
+  type InventoryConflict,
   type RegisterRequest,
   type RegisterResponse,
   type VmDto,
@@ -16,6 +17,7 @@ import { deriveAgentToken } from '@ferry/config';
 import { provisionAgentAclUser } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { fail } from './errors';
+import { MetricsService } from './metrics.service';
 import { EventsRepository, HostsRepository, VmsRepository, type HostRecord, type VmRecord } from './repos';
 import { nowIso } from './redis';
 
@@ -38,6 +40,7 @@ export function hostToDto(h: HostRecord, vms: VmRecord[], cfg: CpConfig, now = D
     agentVersion: h.info.agentVersion,
     dataUrl: h.info.dataUrl,
     campaignId: h.campaignId,
+    conflicts: h.conflicts,
   };
 }
 
@@ -54,6 +57,7 @@ export function vmToDto(v: VmRecord): VmDto {
     memoryDigest: v.memoryDigest,
     latestCheckpoint: v.checkpoint,
     activeOperationId: v.activeOp,
+    conflicts: v.conflicts,
     updatedAt: v.updatedAt,
   };
 }
@@ -82,8 +86,10 @@ export class HostsService {
     private readonly hosts: HostsRepository,
     private readonly vms: VmsRepository,
     private readonly events: EventsRepository,
+    private readonly metrics: MetricsService,
   ) {}
 
+  private readonly log = new Logger('Inventory');
   private vmCache: { at: number; vms: Promise<VmRecord[]> } | null = null;
 
   /** Host list; the per-host "used" figures come from VM records read at most once a second per replica. */
@@ -139,7 +145,7 @@ export class HostsService {
     );
     // A fresh boot (e.g. after an upgrade) ends the host's "upgrading" state.
     if (prev?.upgrading && prev.info.bootId !== req.bootId) await this.hosts.setFlags(req.hostId, { upgrading: false });
-    await this.reconcile(req.hostId, req.inventory.guests);
+    await this.reconcile(req.hostId, req.inventory.guests, prev?.conflicts ?? []);
     await this.events.publish('host.updated', 'host', req.hostId, await this.get(req.hostId));
     return {
       hostId: req.hostId,
@@ -157,7 +163,7 @@ export class HostsService {
     const wasOffline = h.offlineMarked;
     const info = { ...h.info, toolstack: req.toolstack, capacity: req.capacity };
     await this.hosts.heartbeat(hostId, { hb: Date.now(), agentState: req.state, info });
-    const changed = await this.reconcile(hostId, req.inventory.guests);
+    const changed = await this.reconcile(hostId, req.inventory.guests, h.conflicts);
     if (wasOffline || changed || h.agentState !== req.state || JSON.stringify(h.info.toolstack) !== JSON.stringify(req.toolstack)) {
       await this.events.publish('host.updated', 'host', hostId, await this.get(hostId));
     }
@@ -166,10 +172,19 @@ export class HostsService {
     return { ok: true, reregister: false, cancelOperations };
   }
 
-  /** Folds an agent's inventory into the VM records. Returns whether anything changed. */
-  async reconcile(hostId: string, guests: GuestInventory[]): Promise<boolean> {
+  /**
+   * Folds an agent's inventory into the VM records. A host is trusted only about itself: it creates
+   * records of guests nobody knows and updates the records it owns; a guest whose record is elsewhere
+   * is adopted only when its owner has itself reported it gone (`missing`) and nothing is moving it.
+   * Any other running claim on a foreign VM is a conflict: flagged on the host and the VM, logged and
+   * counted once, never applied (docs/jobs.md, "Inventory"). `previous` are the host's conflicts of
+   * its last inventory. Returns whether anything changed.
+   */
+  async reconcile(hostId: string, guests: GuestInventory[], previous: InventoryConflict[]): Promise<boolean> {
     let changed = false;
     const seen = new Set<string>();
+    const before = new Map(previous.map((c) => [c.vmId, c]));
+    const conflicts: InventoryConflict[] = [];
     const existing = new Map((await this.vms.many(guests.map((g) => g.vmId))).map((v) => [v.id, v]));
     for (const g of guests) {
       seen.add(g.vmId);
@@ -179,9 +194,13 @@ export class HostsService {
       if (!v) {
         await this.vms.put(g.vmId, { spec, hostId, state, memoryDigest, activeOp: null });
       } else if (v.hostId !== hostId) {
-        // Only adopt a new location for a guest that runs there while nothing is moving it
-        // (a migration moves the record itself on completion; a paused copy on a target is not the VM).
+        // A migration or operation moves the record itself when it ends (a paused copy on a target is
+        // not the VM); until then the claim is part of its protocol, not a conflict.
         if (v.activeOp || g.state !== 'running') continue;
+        if (!this.adoptable(v)) {
+          conflicts.push(before.get(g.vmId) ?? { vmId: g.vmId, hostId, ownerHostId: v.hostId, reportedState: g.state, reportedDigest: memoryDigest, since: nowIso() });
+          continue;
+        }
         await this.vms.put(g.vmId, { spec, hostId, state, memoryDigest }, v.hostId);
       } else if (v.memoryDigest === memoryDigest && v.state === state && JSON.stringify(v.spec) === JSON.stringify(spec)) {
         continue;
@@ -201,7 +220,42 @@ export class HostsService {
       const nv = await this.vms.get(id);
       if (nv) await this.events.publish('vm.updated', 'vm', id, vmToDto(nv));
     }
-    return changed;
+    return (await this.recordConflicts(hostId, before, conflicts)) || changed;
+  }
+
+  /**
+   * May a host that reports this foreign VM running take its record? Only when the owner's own
+   * inventory no longer lists it (`missing`), or the record names no host and is not suspended (a
+   * suspended VM lives in the store until a resume moves it). Another host's word never moves a VM its
+   * owner still reports, whatever state or digest it claims.
+   */
+  private adoptable(v: VmRecord): boolean {
+    if (v.activeOp) return false;
+    return v.state === 'missing' || (v.hostId === null && v.state !== 'suspended');
+  }
+
+  /** Stores the host's conflicts of this inventory; flags new ones on their VMs (one log line, one count each) and clears ended ones. */
+  private async recordConflicts(hostId: string, before: Map<string, InventoryConflict>, now: InventoryConflict[]): Promise<boolean> {
+    const current = new Set(now.map((c) => c.vmId));
+    const touched = new Set<string>();
+    for (const c of now) {
+      if (before.has(c.vmId)) continue;
+      this.log.warn(
+        `host '${hostId}' reports vm '${c.vmId}' ${c.reportedState} (digest ${c.reportedDigest ?? 'none'}), which ${c.ownerHostId ? `runs on '${c.ownerHostId}'` : 'is suspended'}: flagged, not applied`,
+      );
+      this.metrics.inventoryConflicts.inc({ host: hostId });
+      await this.vms.setClaim(c);
+      touched.add(c.vmId);
+    }
+    for (const vmId of before.keys()) {
+      if (current.has(vmId)) continue;
+      await this.vms.dropClaim(vmId, hostId);
+      touched.add(vmId);
+    }
+    if (!touched.size) return false;
+    await this.hosts.setConflicts(hostId, now);
+    for (const v of await this.vms.many([...touched])) await this.events.publish('vm.updated', 'vm', v.id, vmToDto(v));
+    return true;
   }
 
   /**

@@ -11,6 +11,18 @@ export class MetricsService {
   readonly queueDepth = new Gauge({ name: 'ferry_queue_depth', help: 'Work waiting: control-plane pending migrations and per-host job queues', labelNames: ['queue'], registers: [this.registry] });
   readonly bytes = new Counter({ name: 'ferry_migration_bytes_total', help: 'Bytes sent by migrations, as reported by source agents (this replica)', registers: [this.registry] });
   readonly finished = new Counter({ name: 'ferry_migrations_finished_total', help: 'Migrations finished (this replica)', labelNames: ['outcome'], registers: [this.registry] });
+  readonly inventoryConflicts = new Counter({
+    name: 'ferry_inventory_conflicts_total',
+    help: 'Guests a host reported running that the control plane has on another host or in the store (flagged, not applied; this replica)',
+    labelNames: ['host'],
+    registers: [this.registry],
+  });
+  readonly rejectedReports = new Counter({
+    name: 'ferry_agent_reports_rejected_total',
+    help: 'Agent reports refused because their host is not the one the job was dispatched to (this replica)',
+    labelNames: ['host', 'job'],
+    registers: [this.registry],
+  });
   readonly retries = new Counter({ name: 'ferry_migration_retries_total', help: 'Migration attempts retried (this replica)', registers: [this.registry] });
   readonly durations = new Histogram({
     name: 'ferry_migration_duration_seconds',

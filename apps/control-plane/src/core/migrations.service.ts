@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { HostJobProducer } from '@ferry/queue';
 import {
   AGENT_MIGRATION_PHASES,
@@ -69,6 +69,8 @@ export class MigrationsService {
     private readonly producer: HostJobProducer,
     private readonly metrics: MetricsService,
   ) {}
+
+  private readonly log = new Logger('Migrations');
 
   async create(req: CreateMigrationRequest, idempotencyKey: string, extra: { campaignId?: string } = {}): Promise<{ created: boolean; migration: MigrationDto }> {
     const vm = await this.vms.get(req.vm);
@@ -208,10 +210,20 @@ export class MigrationsService {
 
   // ---------------- agent side ----------------
 
+  /**
+   * A report is taken only from the host its job was dispatched to: `migrate-send` from the source,
+   * `migrate-receive` from the target. Anything else is refused (logged and counted), so no host can
+   * finish, fail or advance a migration by speaking for the other side.
+   */
   async onReport(hostId: string, r: AgentReport): Promise<void> {
     const m = await this.repo.get(r.operationId);
     if (!m || r.attempt !== m.attempt) return;
-    if (hostId !== m.source && hostId !== m.target) return;
+    const dispatchedTo = r.job === 'migrate-send' ? m.source : r.job === 'migrate-receive' ? m.target : null;
+    if (hostId !== dispatchedTo) {
+      this.metrics.rejectedReports.inc({ host: hostId, job: r.job });
+      this.log.warn(`refused a ${r.type} report for ${r.job} of migration ${m.id} from host '${hostId}': that job runs on '${dispatchedTo ?? 'no host'}'`);
+      return;
+    }
     if (r.type === 'progress') return this.onProgress(m, r);
     if (r.type === 'completed') {
       if (r.job === 'migrate-send') {

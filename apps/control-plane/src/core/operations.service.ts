@@ -1,8 +1,9 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { HostJobProducer } from '@ferry/queue';
 import { canReceive, cancelPayload, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
 import { fail } from './errors';
+import { MetricsService } from './metrics.service';
 import { HostsService, hostToDto, vmToDto } from './hosts.service';
 import { EventsRepository, HostsRepository, OperationsRepository, VmsRepository, type HostRecord, type OperationRecord } from './repos';
 import { newId, nowIso } from './redis';
@@ -22,7 +23,10 @@ export class OperationsService {
     private readonly events: EventsRepository,
     private readonly producer: HostJobProducer,
     private readonly hostFlags: HostsService,
+    private readonly metrics: MetricsService,
   ) {}
+
+  private readonly log = new Logger('Operations');
 
   async get(id: string): Promise<OperationDto> {
     const o = await this.repo.get(id);
@@ -188,9 +192,16 @@ export class OperationsService {
     return true;
   }
 
+  /** Taken only from the host the operation was dispatched to, and only for the operation's own job. */
   async onReport(hostId: string, r: AgentReport): Promise<void> {
     const op = await this.repo.get(r.operationId);
-    if (!op || op.hostId !== hostId || r.attempt !== op.attempt) return;
+    if (!op) return;
+    if (op.hostId !== hostId || r.job !== op.kind) {
+      this.metrics.rejectedReports.inc({ host: hostId, job: r.job });
+      this.log.warn(`refused a ${r.type} report for ${r.job} of operation ${op.id} (${op.kind}) from host '${hostId}': it was dispatched to '${op.hostId ?? 'no host'}'`);
+      return;
+    }
+    if (r.attempt !== op.attempt) return;
     // The agent finished after all (past its point of no return when the stall was declared): its word stands.
     const lateCompletion = r.type === 'completed' && op.state === 'failed' && op.error?.code === 'STALLED';
     if (op.state !== 'running' && !lateCompletion) return;

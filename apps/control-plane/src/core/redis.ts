@@ -9,6 +9,8 @@ export class Keys {
   vm = (id: string) => `${this.p}:vm:${id}`;
   vms = () => `${this.p}:vms`;
   hostVms = (hostId: string) => `${this.p}:hostvms:${hostId}`;
+  /** Per VM: other hosts' claims on it (field hostId -> InventoryConflict JSON). */
+  vmClaims = (vmId: string) => `${this.p}:vmclaims:${vmId}`;
   mig = (id: string) => `${this.p}:mig:${id}`;
   migs = () => `${this.p}:migs`;
   migsPhase = (phase: string) => `${this.p}:migs:phase:${phase}`;

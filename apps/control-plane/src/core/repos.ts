@@ -10,6 +10,7 @@ import {
   type FerryEventType,
   type EventEntity,
   type HostCapacity,
+  type InventoryConflict,
   type ByteOrder,
   type MigrationMode,
   type MigrationPhase,
@@ -57,6 +58,8 @@ export interface HostRecord {
   upgrading: boolean;
   campaignId: string | null;
   offlineMarked: boolean;
+  /** Foreign guests its latest inventory listed as running (recomputed at every heartbeat). */
+  conflicts: InventoryConflict[];
 }
 
 function toHost(id: string, h: Record<string, string>): HostRecord | null {
@@ -71,6 +74,7 @@ function toHost(id: string, h: Record<string, string>): HostRecord | null {
     upgrading: h.upgrading === '1',
     campaignId: h.campaignId || null,
     offlineMarked: h.offline === '1',
+    conflicts: parseJson<InventoryConflict[]>(h.conflicts, []),
   };
 }
 
@@ -103,6 +107,9 @@ export class HostsRepository {
   async heartbeat(id: string, fields: { hb: number; agentState: string; info: HostInfo }): Promise<void> {
     await this.redis.hset(this.k.host(id), { hb: String(fields.hb), agentState: fields.agentState, info: JSON.stringify(fields.info), offline: '0' });
   }
+  async setConflicts(id: string, conflicts: InventoryConflict[]): Promise<void> {
+    await this.redis.hset(this.k.host(id), 'conflicts', JSON.stringify(conflicts));
+  }
   async setFlags(id: string, flags: Partial<Record<'draining' | 'maintenance' | 'upgrading' | 'offline', boolean>> & { campaignId?: string | null }): Promise<void> {
     const h: Record<string, string> = {};
     for (const [k, v] of Object.entries(flags)) {
@@ -124,9 +131,11 @@ export interface VmRecord {
   checkpoint: CheckpointSummary | null;
   activeOp: string | null;
   updatedAt: string;
+  /** Other hosts' running claims on this VM (flagged, not applied). */
+  conflicts: InventoryConflict[];
 }
 
-function toVm(id: string, h: Record<string, string>): VmRecord | null {
+function toVm(id: string, h: Record<string, string>, claims: Record<string, string> = {}): VmRecord | null {
   if (!h.spec) return null;
   return {
     id,
@@ -137,6 +146,10 @@ function toVm(id: string, h: Record<string, string>): VmRecord | null {
     checkpoint: parseJson<CheckpointSummary | null>(h.checkpoint, null),
     activeOp: h.activeOp || null,
     updatedAt: h.updatedAt ?? nowIso(),
+    conflicts: Object.keys(claims)
+      .sort()
+      .map((k) => parseJson<InventoryConflict | null>(claims[k], null))
+      .filter((c): c is InventoryConflict => c !== null),
   };
 }
 
@@ -147,14 +160,24 @@ export class VmsRepository {
     private readonly k: RedisKeys,
   ) {}
   async get(id: string): Promise<VmRecord | null> {
-    return toVm(id, await this.redis.hgetall(this.k.vm(id)));
+    const [vm, claims] = await Promise.all([this.redis.hgetall(this.k.vm(id)), this.redis.hgetall(this.k.vmClaims(id))]);
+    return toVm(id, vm, claims);
   }
   async many(ids: string[]): Promise<VmRecord[]> {
     if (!ids.length) return [];
     const p = this.redis.pipeline();
-    for (const id of ids) p.hgetall(this.k.vm(id));
+    for (const id of ids) p.hgetall(this.k.vm(id)).hgetall(this.k.vmClaims(id));
     const res = (await p.exec()) ?? [];
-    return ids.map((id, i) => toVm(id, (res[i]?.[1] as Record<string, string>) ?? {})).filter((v): v is VmRecord => v !== null);
+    return ids
+      .map((id, i) => toVm(id, (res[2 * i]?.[1] as Record<string, string>) ?? {}, (res[2 * i + 1]?.[1] as Record<string, string>) ?? {}))
+      .filter((v): v is VmRecord => v !== null);
+  }
+  /** Records (or refreshes) host `c.hostId`'s claim on VM `c.vmId`; one hash field per host, so claims never race. */
+  async setClaim(c: InventoryConflict): Promise<void> {
+    await this.redis.hset(this.k.vmClaims(c.vmId), c.hostId, JSON.stringify(c));
+  }
+  async dropClaim(vmId: string, hostId: string): Promise<void> {
+    await this.redis.hdel(this.k.vmClaims(vmId), hostId);
   }
   async allIds(): Promise<string[]> {
     return (await this.redis.smembers(this.k.vms())).sort();
@@ -163,7 +186,7 @@ export class VmsRepository {
     return (await this.redis.smembers(this.k.hostVms(hostId))).sort();
   }
   /** Writes fields; moves host membership when hostId changes. */
-  async put(id: string, fields: Partial<Omit<VmRecord, 'id'>>, prevHostId?: string | null): Promise<void> {
+  async put(id: string, fields: Partial<Omit<VmRecord, 'id' | 'conflicts'>>, prevHostId?: string | null): Promise<void> {
     const h: Record<string, string> = { updatedAt: nowIso() };
     if (fields.spec) h.spec = JSON.stringify(fields.spec);
     if (fields.hostId !== undefined) h.hostId = fields.hostId ?? '';

@@ -16,7 +16,7 @@ import { HostsRepository, MigrationsRepository } from '../core/repos';
 import { AgentOnly, Public, Roles, type AuthedRequest } from './auth';
 import { EventsHub, type SseMessage } from './events.hub';
 import * as S from './schemas';
-import { ValidHeader, ZodPipe, jsonSchema, parse, z } from './validation';
+import { QueryPipe, ValidHeader, ZodPipe, jsonSchema, parse, z } from './validation';
 
 const body = (schema: z.ZodTypeAny) => ApiBody({ schema: jsonSchema(schema) });
 
@@ -60,7 +60,7 @@ export class VmsController {
     private readonly hosts: HostsService,
     private readonly ops: OperationsService,
   ) {}
-  @Get() @Roles('viewer') async list(@Query(new ZodPipe(S.vmQuery)) q: z.output<typeof S.vmQuery>) {
+  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.vmQuery)) q: z.output<typeof S.vmQuery>) {
     const r = await this.hosts.listVms(q);
     return { ...r, limit: q.limit, offset: q.offset };
   }
@@ -82,7 +82,7 @@ export class VmsController {
 @Controller('v1/operations')
 export class OperationsController {
   constructor(private readonly ops: OperationsService) {}
-  @Get() @Roles('viewer') list(@Query(new ZodPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
+  @Get() @Roles('viewer') list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
     return this.ops.list(q.limit, q.offset);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
@@ -100,7 +100,7 @@ export class MigrationsController {
   async create(@ValidHeader({ name: 'idempotency-key', schema: S.idemKey }) key: string, @Body(new ZodPipe(S.createMigration)) b: CreateMigrationRequest) {
     return (await this.migrations.create(b, key)).migration;
   }
-  @Get() @Roles('viewer') async list(@Query(new ZodPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
+  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
     const raw = await this.migrations.listRaw(q);
     if (raw === null) return this.migrations.list(q);
     res.type('application/json');
@@ -127,7 +127,7 @@ export class CampaignsController {
   @Post() @HttpCode(201) @Roles('admin') @body(S.createCampaign) create(@Body(new ZodPipe(S.createCampaign)) b: CreateCampaignRequest) {
     return this.campaigns.create(b);
   }
-  @Get() @Roles('viewer') list(@Query(new ZodPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
+  @Get() @Roles('viewer') list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
     return this.campaigns.list(q.limit, q.offset);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
@@ -188,7 +188,7 @@ const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campa
 export class EventsController {
   constructor(private readonly hub: EventsHub) {}
   @Sse() @Roles('viewer') @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes)' })
-  events(@Req() req: AuthedRequest, @Query(new ZodPipe(eventsQuery)) q: z.output<typeof eventsQuery>): Observable<SseMessage> {
+  events(@Req() req: AuthedRequest, @Query(new QueryPipe(eventsQuery)) q: z.output<typeof eventsQuery>): Observable<SseMessage> {
     const last = req.headers['last-event-id'];
     const lastId = typeof last === 'string' && /^\d+-\d+$/.test(last) ? last : undefined;
     return this.hub.stream(lastId, (e) => (!q.entity || e.entity === q.entity) && (!q.id || e.entityId === q.id));

@@ -1,7 +1,8 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards, UseInterceptors } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { badRequest } from '../common/errors';
+import { JsonBody } from '../common/json-body';
 import { SCOPES } from '../config';
 import { AuthGuard, RequireScope } from './auth.guard';
 import { TokensService } from './tokens.service';
@@ -20,6 +21,7 @@ export class TokensController {
   constructor(private readonly tokens: TokensService) {}
 
   @Post()
+  @UseInterceptors(new JsonBody(16 * 1024))
   @ApiOperation({ summary: 'Make a bearer token (admin). The token is shown once; only its sha256 is stored.' })
   @ApiBody({
     schema: {

@@ -61,6 +61,10 @@ export class CheckpointsController {
       if (!req.complete) aborter.abort();
     };
     req.once('close', onClose);
+    // The idle timeout guards the body; once it is all in, storing and committing it may take
+    // longer than that with the line quiet, and the answer must still reach the client.
+    const onEnd = (): void => void req.socket.setTimeout(0);
+    req.once('end', onEnd);
     const body = bodyChunks(req);
     try {
       const meta = await this.checkpoints.upload({
@@ -82,6 +86,7 @@ export class CheckpointsController {
       throw e;
     } finally {
       req.off('close', onClose);
+      req.off('end', onEnd);
     }
   }
 

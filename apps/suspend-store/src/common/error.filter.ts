@@ -2,6 +2,12 @@ import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter 
 import type { Request, Response } from 'express';
 import { StoreError } from './errors';
 
+/** An error an HTTP library made for the client (http-errors: `expose` is set only for 4xx). */
+function isClientHttpError(e: unknown): e is Error & { status: number } {
+  const x = e as { status?: unknown; expose?: unknown } | null;
+  return e instanceof Error && typeof x?.status === 'number' && x.status >= 400 && x.status < 500 && x.expose === true;
+}
+
 /** Every error as `{ statusCode, error, message }` with a one-line message; never a crash. */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
@@ -16,6 +22,11 @@ export class ErrorFilter implements ExceptionFilter {
     if (e instanceof StoreError) {
       status = e.status;
       code = e.code;
+      message = e.message;
+    } else if (isClientHttpError(e)) {
+      // body-parser's refusals (http-errors): 413 too large, 400 malformed JSON, 415 charset...
+      status = e.status;
+      code = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : 'bad_request';
       message = e.message;
     } else if (e instanceof HttpException) {
       status = e.getStatus();
