@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
   type Toolstack,
 } from '@ferry/contracts';
-import { HandlerRegistry, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import type { AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, sleep, type ControlPlaneApi } from './control-plane';
@@ -114,7 +114,7 @@ export class HostAgent {
     this.dataUrl = this.config.FERRY_DATA_URL ?? `${proto}://${this.config.FERRY_DATA_HOST}:${port}`;
     const reg = await this.registerUntilDone();
     this.reporter.start();
-    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.redis = new Redis(this.config.REDIS_URL, { ...agentRedisOptions });
     this.worker = startHostWorker({
       hostId: this.hostId,
       registry: this.registry(),
