@@ -145,13 +145,14 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       // that `ferry up` started itself keeps its data in the state dir, which the caller removes.
       const used = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(out)?.[1];
       if (used) await dropRedisPrefix(used, prefix).catch(() => 0);
+      if (used) await dropAgentUsers(used, prefix).catch(() => undefined);
       return e;
     },
   };
 }
 
 /** Sends RESP commands one after the other on one connection; resolves with the raw replies' text. */
-function redisCommands(url: string, cmds: string[][]): Promise<string> {
+export function redisCommands(url: string, cmds: string[][]): Promise<string> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) });
@@ -181,6 +182,14 @@ export async function dropRedisPrefix(url: string, prefix: string): Promise<numb
     n += mine.length;
   } while (cursor !== '0');
   return n;
+}
+
+/** The four sim hosts of `ferry up`. */
+export const FLEET_HOSTS = ['xen-a', 'xen-b', 'xen-c', 'xen-d'];
+
+/** Deletes the Redis ACL users the control plane made for the fleet's agents (named `{queue prefix}-agent-{host}`). */
+export async function dropAgentUsers(url: string, prefix: string): Promise<void> {
+  await redisCommands(url, [['ACL', 'DELUSER', ...FLEET_HOSTS.map((h) => `${prefix}-agent-${h}`)]]);
 }
 
 export function alive(pid: number): boolean {
