@@ -66,11 +66,15 @@ export interface StartOptions {
   env?: Record<string, string>;
   args?: string[];
   timeoutMs?: number;
+  /** An existing state folder (default: a new temporary one). */
+  stateDir?: string;
+  /** Let `ferry up` choose and keep its Redis prefix (no FERRY_KEY_PREFIX); `prefix` is then read from the folder. */
+  prefixFromState?: boolean;
 }
 
 export async function startStack(opts: StartOptions): Promise<Stack> {
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-e2e-'));
-  const prefix = `e2e${randomBytes(4).toString('hex')}`;
+  const stateDir = opts.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-e2e-'));
+  let prefix = `e2e${randomBytes(4).toString('hex')}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     PORT: '0',
@@ -80,6 +84,10 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     NO_COLOR: '1',
     ...opts.env,
   };
+  if (opts.prefixFromState) {
+    delete env.FERRY_KEY_PREFIX;
+    delete env.FERRY_QUEUE_PREFIX;
+  }
   delete env.FERRY_ADMIN_TOKEN;
   if (opts.env?.FERRY_ADMIN_TOKEN) env.FERRY_ADMIN_TOKEN = opts.env.FERRY_ADMIN_TOKEN;
   const [cmd, args] =
@@ -107,6 +115,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     }
     await new Promise((r) => setTimeout(r, 200));
   }
+  if (opts.prefixFromState) prefix = fs.readFileSync(path.join(stateDir, 'redis-prefix'), 'utf8').trim();
   const pids = new Map<string, number>();
   for (const pm of out.matchAll(/^ferry up:\s+(\S+)\s+pid (\d+)\s*$/gm)) pids.set(pm[1]!, Number(pm[2]));
   return {

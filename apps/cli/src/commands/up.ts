@@ -116,6 +116,11 @@ function firstExisting(...candidates: string[]): string {
   return candidates[0]!;
 }
 
+/** Where the dashboard listens: loopback unless FERRY_DASHBOARD_HOST (or HOST) names another address. */
+export function dashboardHost(env: NodeJS.ProcessEnv): string {
+  return env.FERRY_DASHBOARD_HOST || env.HOST || '127.0.0.1';
+}
+
 /** `url` with `user`/`password` as its credentials (replacing any it had). */
 function withCredentials(url: string, user: string, password: string): string {
   const u = new URL(url);
@@ -170,7 +175,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ferry up: PORT must be a port number, got '${dashPortEnv}'\n`);
     return 2;
   }
-  const dashHost = process.env.FERRY_DASHBOARD_HOST || process.env.HOST || '127.0.0.1';
+  const dashHost = dashboardHost(process.env);
   if (withDashboard && dashPort !== 0 && !(await portFree(dashPort, dashHost))) {
     process.stderr.write(`ferry up: port ${dashPort} is in use (another ferry up?); set PORT to a free port, or PORT=0 for any\n`);
     return 1;
