@@ -66,11 +66,15 @@ export interface StartOptions {
   env?: Record<string, string>;
   args?: string[];
   timeoutMs?: number;
+  /** An existing state folder (default: a new temporary one). */
+  stateDir?: string;
+  /** Let `ferry up` choose and keep its Redis prefix (no FERRY_KEY_PREFIX); `prefix` is then read from the folder. */
+  prefixFromState?: boolean;
 }
 
 export async function startStack(opts: StartOptions): Promise<Stack> {
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-e2e-'));
-  const prefix = `e2e${randomBytes(4).toString('hex')}`;
+  const stateDir = opts.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-e2e-'));
+  let prefix = `e2e${randomBytes(4).toString('hex')}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     PORT: '0',
@@ -80,6 +84,10 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     NO_COLOR: '1',
     ...opts.env,
   };
+  if (opts.prefixFromState) {
+    delete env.FERRY_KEY_PREFIX;
+    delete env.FERRY_QUEUE_PREFIX;
+  }
   delete env.FERRY_ADMIN_TOKEN;
   if (opts.env?.FERRY_ADMIN_TOKEN) env.FERRY_ADMIN_TOKEN = opts.env.FERRY_ADMIN_TOKEN;
   const [cmd, args] =
@@ -107,6 +115,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     }
     await new Promise((r) => setTimeout(r, 200));
   }
+  if (opts.prefixFromState) prefix = fs.readFileSync(path.join(stateDir, 'redis-prefix'), 'utf8').trim();
   const pids = new Map<string, number>();
   for (const pm of out.matchAll(/^ferry up:\s+(\S+)\s+pid (\d+)\s*$/gm)) pids.set(pm[1]!, Number(pm[2]));
   return {
@@ -145,13 +154,14 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       // that `ferry up` started itself keeps its data in the state dir, which the caller removes.
       const used = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(out)?.[1];
       if (used) await dropRedisPrefix(used, prefix).catch(() => 0);
+      if (used) await dropAgentUsers(used, prefix).catch(() => undefined);
       return e;
     },
   };
 }
 
 /** Sends RESP commands one after the other on one connection; resolves with the raw replies' text. */
-function redisCommands(url: string, cmds: string[][]): Promise<string> {
+export function redisCommands(url: string, cmds: string[][]): Promise<string> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) });
@@ -181,6 +191,14 @@ export async function dropRedisPrefix(url: string, prefix: string): Promise<numb
     n += mine.length;
   } while (cursor !== '0');
   return n;
+}
+
+/** The four sim hosts of `ferry up`. */
+export const FLEET_HOSTS = ['xen-a', 'xen-b', 'xen-c', 'xen-d'];
+
+/** Deletes the Redis ACL users the control plane made for the fleet's agents (named `{queue prefix}-agent-{host}`). */
+export async function dropAgentUsers(url: string, prefix: string): Promise<void> {
+  await redisCommands(url, [['ACL', 'DELUSER', ...FLEET_HOSTS.map((h) => `${prefix}-agent-${h}`)]]);
 }
 
 export function alive(pid: number): boolean {

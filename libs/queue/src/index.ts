@@ -149,6 +149,8 @@ export function startHostWorker(opts: HostWorkerOptions): Worker {
       concurrency: Math.max(2, opts.concurrency ?? 4),
       lockDuration: opts.lockDurationMs ?? 30_000,
       maxStalledCount: 0,
+      // An agent's ACL user may not run INFO (see agentAclRules); the producer's side checks the version.
+      skipVersionCheck: true,
     },
   );
   const close = worker.close.bind(worker);
@@ -160,8 +162,17 @@ export function startHostWorker(opts: HostWorkerOptions): Worker {
 }
 
 /**
- * Redis ACL rules for one agent: only its own host queue's keys and BullMQ's channels/commands.
- * Use as `ACL SETUSER <user> on ><password> resetkeys resetchannels ...rules`.
+ * Redis ACL rules for one agent: its own host queue's keys, and only the commands a BullMQ worker runs
+ * on them (its Lua scripts run under the same rules). Use as `ACL SETUSER <user> reset on ><password> ...rules`.
+ *
+ * What an agent can do is bounded to its own queue: no command that reaches the whole server
+ * (`@dangerous`, `@admin`: SWAPDB, FLUSHALL, CONFIG, MONITOR, CLIENT KILL/PAUSE/LIST, INFO, DEBUG...),
+ * none that lists or counts the keyspace (SCAN, KEYS, RANDOMKEY, DBSIZE), no SCRIPT or FUNCTION
+ * management (only EVAL/EVALSHA of BullMQ's scripts), no pub/sub, no MOVE to another database.
+ * Of CLIENT it keeps SETNAME, which BullMQ's worker uses to name its blocking connection (a name a
+ * queue's `getWorkers()` reads). INFO is refused whole, because Redis ACLs cannot allow INFO without
+ * arguments but not `INFO keyspace`: agent connections therefore skip ioredis's ready check and
+ * BullMQ's version check (`agentRedisOptions`, `skipVersionCheck` in `startHostWorker`).
  */
 export function agentAclRules(hostId: string, prefix = DEFAULT_QUEUE_PREFIX): string[] {
   const base = `${prefix}:${hostQueueName(hostId)}`;
@@ -170,28 +181,40 @@ export function agentAclRules(hostId: string, prefix = DEFAULT_QUEUE_PREFIX): st
     `~${base}:*`,
     `~${base}`,
     'resetchannels',
-    `&${base}:*`,
     '-@all',
     '+@read',
     '+@write',
-    '+@keyspace',
     '+@list',
     '+@hash',
     '+@sortedset',
     '+@set',
     '+@string',
     '+@stream',
-    '+@scripting',
     '+@transaction',
-    '+@connection',
-    '+@pubsub',
-    '+info',
-    '+client',
-    '-flushall',
-    '-flushdb',
-    '-keys',
+    '+eval',
+    '+evalsha',
+    '+eval_ro',
+    '+evalsha_ro',
+    '-@dangerous',
+    '-@admin',
+    '-@pubsub',
+    '-scan',
+    '-randomkey',
+    '-dbsize',
+    '-move',
+    '-script',
+    '-function',
+    '+ping',
+    '+select',
+    '+client|setname',
   ];
 }
+
+/**
+ * ioredis options for an agent's own connection (its ACL user): no INFO-based ready check, no
+ * CLIENT SETINFO (both refused by `agentAclRules`), and BullMQ's `maxRetriesPerRequest: null`.
+ */
+export const agentRedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: false, disableClientInfo: true } as const;
 
 /** Creates/updates an agent's Redis ACL user. `redis` is an ioredis client with ACL rights. */
 export async function provisionAgentAclUser(

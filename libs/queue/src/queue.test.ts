@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import IORedis from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_JOB_NAMES, type HostJobName } from '@ferry/contracts';
-import { HandlerRegistry, HostJobProducer, agentAclRules, hostJobId, provisionAgentAclUser, startHostWorker, type HostJobHandler } from './index';
+import { HandlerRegistry, HostJobProducer, agentAclRules, agentRedisOptions, hostJobId, provisionAgentAclUser, startHostWorker, type HostJobHandler } from './index';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `ferry-test-${randomUUID().slice(0, 8)}`;
@@ -69,7 +69,7 @@ describe('producer + worker over real Redis', () => {
     const u = new URL(REDIS_URL);
     u.username = user;
     u.password = pass;
-    const agentConn = new IORedis(u.toString(), { maxRetriesPerRequest: null });
+    const agentConn = new IORedis(u.toString(), agentRedisOptions);
     try {
       const handlers = Object.fromEntries(HOST_JOB_NAMES.map((n) => [n, noop()])) as { [K in HostJobName]: HostJobHandler<K> };
       handlers.inventory = async () => ({ inventory: { guests: [] } });

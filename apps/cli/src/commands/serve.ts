@@ -2,10 +2,16 @@
  * `ferry serve <service>`: runs one Ferry service in this process, configured by the
  * environment (see the README for each service's variables). A bad or missing
  * setting stops it at start with a one-line message naming the variable.
+ * SIGINT, SIGTERM and SIGHUP stop it.
  */
 import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { deriveAgentToken, missingNodeFlags } from '@ferry/config';
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** bin/lifeline.js: a child started with an IPC channel stops when that channel closes (its parent is gone). */
+const LIFELINE = path.resolve(__dirname, '..', '..', 'bin', 'lifeline.js');
 
 interface Running {
   url?: string;
@@ -112,34 +118,37 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   return new Promise<number>((resolve) => {
+    // Stays subscribed: a second signal (a terminal's Ctrl-C reaches a re-executed child twice,
+    // from the terminal and forwarded) must not fall back to the default of dying on the spot.
+    let stopping = false;
     const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
       void Promise.allSettled(running.map((r) => r.close())).then(() => resolve(0));
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    for (const sig of STOP_SIGNALS) process.on(sig, stop);
   });
 }
 
 /**
  * Runs this same command again in a node started with `flags` (V8's GC flags cannot be switched on
- * once a process runs), passing signals on and returning its exit code.
+ * once a process runs, and NODE_OPTIONS does not accept them), passing signals on and returning its
+ * exit code. The child never outlives us: it has an IPC channel to us and preloads bin/lifeline.js,
+ * so when we go, even by `kill -9`, it gets SIGTERM and stops.
  */
 function reexec(flags: string[]): Promise<number> {
-  const child = spawn(process.execPath, [...flags, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
-  const forward = (sig: NodeJS.Signals) => (): void => void child.kill(sig);
-  const onInt = forward('SIGINT');
-  const onTerm = forward('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
+  const child = spawn(process.execPath, [...flags, '-r', LIFELINE, ...process.execArgv, ...process.argv.slice(1)], { stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
+  const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
+  for (const sig of STOP_SIGNALS) process.on(sig, forward);
   return new Promise<number>((resolve) => {
-    child.on('exit', (code, signal) => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      resolve(code ?? (signal ? 1 : 0));
-    });
+    const done = (code: number): void => {
+      for (const sig of STOP_SIGNALS) process.off(sig, forward);
+      resolve(code);
+    };
+    child.on('exit', (code, signal) => done(code ?? (signal ? 1 : 0)));
     child.on('error', (e) => {
       process.stderr.write(`ferry serve: cannot start node: ${e.message}\n`);
-      resolve(1);
+      done(1);
     });
   });
 }

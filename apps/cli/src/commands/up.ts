@@ -6,42 +6,61 @@
  *   store       the suspend-store on a local folder (<state>/store)
  *   cp, worker  the control plane: HTTP API and its worker (scheduler, campaign runner)
  *   agent-*     four sim hosts: two 32-bit legacy (Xen 4.4), two 64-bit v2 (Xen 4.17), a dozen VMs
- *   dashboard   the web UI on PORT (default 8080), proxying the API
+ *   dashboard   the web UI on PORT (default 8080), proxying the API, on 127.0.0.1 unless told otherwise
  *
- * Env: PORT, FERRY_ADMIN_TOKEN (else one is made and kept in <state>/admin-token), REDIS_URL,
- * FERRY_STATE_DIR (default .state at the repo root), FERRY_KEY_PREFIX / FERRY_QUEUE_PREFIX.
- * Ctrl-C stops every process it started; a service that dies takes the whole fleet down.
+ * Each agent gets only its own credentials: its agent token and Redis ACL user, minted by the
+ * control plane (`POST /v1/hosts/{id}/agent-credentials`), and a suspend-store token with the
+ * checkpoint scopes (read, write). The admin token goes to the store and the control plane only.
+ * The fleet's Redis keys live under a prefix kept in the state folder (up/state.ts), so a fresh
+ * folder is a fresh fleet; `--reset` deletes that prefix's keys and the folder's contents first.
+ *
+ * It stops every service it started on SIGINT, SIGTERM or SIGHUP, and when its parent process goes
+ * (`npm start` under a supervisor that signals npm only, a closed terminal); the services stop on
+ * their own when `ferry up` itself dies (their IPC lifeline, bin/lifeline.js). A service that dies
+ * takes the whole fleet down.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { dataPathNodeFlags, deriveAgentToken } from '@ferry/config';
+import { randomBytes } from 'node:crypto';
+import { dataPathNodeFlags } from '@ferry/config';
 import { FLEET, simGuestsEnv } from '../up/fleet';
-import { NO_REDIS_HELP, pingRedis, redisServerVersion, which } from '../up/redis';
-import { Supervisor, type Service } from '../up/supervisor';
+import { NO_REDIS_HELP, dropRedisState, pingRedis, redisServerVersion, which } from '../up/redis';
+import { REPO_ROOT, adminToken, redisPrefix, removeOwnedState, saveApiUrl, savedRedisPrefix, stateDirFrom } from '../up/state';
+import { LIFELINE, Supervisor, type Service } from '../up/supervisor';
 
-const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const RUN_TS = path.join(REPO_ROOT, 'apps', 'cli', 'bin', 'run-ts.js');
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** Environment no service inherits as is: each gets only the secrets it needs. */
+const SECRETS = ['FERRY_ADMIN_TOKEN', 'FERRY_TOKEN', 'FERRY_AGENT_SECRET', 'FERRY_AGENT_TOKEN', 'FERRY_STORE_TOKEN', 'FERRY_STORE_TOKENS', 'REDIS_URL'];
 
-const HELP = `usage: ferry up [--quiet] [--no-dashboard]
+const HELP = `usage: ferry up [--quiet] [--no-dashboard] [--reset]
 
 Runs the whole fleet on this machine (what \`npm start\` does): Redis (found or started), the
 suspend-store on a local folder, the control plane (HTTP + worker), four sim hosts (two 32-bit
 legacy, two 64-bit v2) with a dozen VMs, and the dashboard. Prints the dashboard URL and a token.
-Ctrl-C stops everything.
+SIGINT (Ctrl-C), SIGTERM or SIGHUP stop everything, and so does the end of its parent process
+(e.g. npm, when a supervisor stops it); a second signal a second later kills what is left.
 
   --quiet          show only warnings and errors of the services
   --no-dashboard   skip the web UI (the API is then printed instead)
+  --reset          start from nothing: delete this state folder's Redis keys (its prefix) and
+                   agent ACL users, and what ferry up keeps in the folder, then start fresh
 
 environment:
-  PORT                 dashboard port (default 8080; 0 = any free port)
-  FERRY_ADMIN_TOKEN    admin token (default: made once and kept in <state>/admin-token)
-  REDIS_URL            Redis to use (default: localhost:6379 if it answers, else a redis-server of our own)
-  FERRY_STATE_DIR      state folder (default .state at the repo root)
-  FERRY_KEY_PREFIX     prefix of the control plane's Redis keys (default ferry)
-  FERRY_QUEUE_PREFIX   BullMQ prefix of the host queues (default ferry)
+  PORT                   dashboard port (default 8080; 0 = any free port)
+  FERRY_DASHBOARD_HOST   address the dashboard listens on (default 127.0.0.1; HOST is read too;
+                         0.0.0.0 exposes it to the network)
+  FERRY_ADMIN_TOKEN      admin token (default: made once and kept in <state>/admin-token, where
+                         the ferry CLI finds it)
+  REDIS_URL              Redis to use (default: localhost:6379 if it answers, else a redis-server of
+                         our own); its user must be allowed ACL SETUSER (each agent gets its own user)
+  FERRY_STATE_DIR        state folder (default .state at the repo root)
+  FERRY_KEY_PREFIX       prefix of the fleet's Redis keys (default: random, kept in <state>/redis-prefix)
+  FERRY_QUEUE_PREFIX     BullMQ prefix of the host queues (default: FERRY_KEY_PREFIX's value)
+  FERRY_SIM_DIRTY_RATE   bytes per second each sim guest writes to its memory (default 4M; 0 =
+                         guests whose memory digest stays the same across migrations)
 `;
 
 export function freePort(): Promise<number> {
@@ -97,18 +116,36 @@ function firstExisting(...candidates: string[]): string {
   return candidates[0]!;
 }
 
-function adminToken(stateDir: string): string {
-  if (process.env.FERRY_ADMIN_TOKEN) return process.env.FERRY_ADMIN_TOKEN;
-  const file = path.join(stateDir, 'admin-token');
-  try {
-    const t = fs.readFileSync(file, 'utf8').trim();
-    if (t.length >= 16) return t;
-  } catch {
-    /* make one */
-  }
-  const t = `fa-${randomBytes(24).toString('base64url')}`;
-  fs.writeFileSync(file, `${t}\n`, { mode: 0o600 });
-  return t;
+/** Where the dashboard listens: loopback unless FERRY_DASHBOARD_HOST (or HOST) names another address. */
+export function dashboardHost(env: NodeJS.ProcessEnv): string {
+  return env.FERRY_DASHBOARD_HOST || env.HOST || '127.0.0.1';
+}
+
+/** `url` with `user`/`password` as its credentials (replacing any it had). */
+function withCredentials(url: string, user: string, password: string): string {
+  const u = new URL(url);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
+interface AgentCredentials {
+  token: string;
+  redisUser: string;
+  redisPassword: string;
+  queuePrefix: string;
+}
+
+/** The control plane mints an agent's token and (re)creates its Redis ACL user. */
+async function mintAgentCredentials(cpUrl: string, adminTokenValue: string, hostId: string): Promise<AgentCredentials> {
+  const res = await fetch(`${cpUrl}/v1/hosts/${encodeURIComponent(hostId)}/agent-credentials`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${adminTokenValue}` },
+    signal: AbortSignal.timeout(15_000),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`cannot mint ${hostId}'s credentials (HTTP ${res.status}: ${text.slice(0, 300)}); the Redis user must be allowed ACL SETUSER`);
+  return JSON.parse(text) as AgentCredentials;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -116,39 +153,35 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const unknown = argv.filter((a) => !['--quiet', '--no-dashboard'].includes(a));
+  const unknown = argv.filter((a) => !['--quiet', '--no-dashboard', '--reset'].includes(a));
   if (unknown.length) {
     process.stderr.write(`ferry up: unknown option ${unknown[0]}\n${HELP}`);
     return 2;
   }
   const quiet = argv.includes('--quiet');
   const withDashboard = !argv.includes('--no-dashboard');
+  const reset = argv.includes('--reset');
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   const say = (line: string): void => out(`ferry up: ${line}`);
 
-  const stateDir = path.resolve(process.env.FERRY_STATE_DIR ?? path.join(REPO_ROOT, '.state'));
-  fs.mkdirSync(stateDir, { recursive: true });
-  const token = adminToken(stateDir);
-  if (token.length < 16) {
+  const stateDir = stateDirFrom(process.env);
+  if (process.env.FERRY_ADMIN_TOKEN !== undefined && process.env.FERRY_ADMIN_TOKEN.length < 16) {
     process.stderr.write('ferry up: FERRY_ADMIN_TOKEN must be at least 16 characters (the suspend-store asks for that)\n');
     return 2;
   }
-  const keyPrefix = process.env.FERRY_KEY_PREFIX ?? 'ferry';
-  const queuePrefix = process.env.FERRY_QUEUE_PREFIX ?? keyPrefix;
   const dashPortEnv = process.env.PORT;
   const dashPort = dashPortEnv === undefined || dashPortEnv === '' ? 8080 : Number(dashPortEnv);
   if (!Number.isInteger(dashPort) || dashPort < 0 || dashPort > 65535) {
     process.stderr.write(`ferry up: PORT must be a port number, got '${dashPortEnv}'\n`);
     return 2;
   }
-
-  if (withDashboard && dashPort !== 0 && !(await portFree(dashPort, process.env.HOST ?? '0.0.0.0'))) {
+  const dashHost = dashboardHost(process.env);
+  if (withDashboard && dashPort !== 0 && !(await portFree(dashPort, dashHost))) {
     process.stderr.write(`ferry up: port ${dashPort} is in use (another ferry up?); set PORT to a free port, or PORT=0 for any\n`);
     return 1;
   }
 
   const sup = new Supervisor({ out, color: process.stdout.isTTY === true && !process.env.NO_COLOR, quiet });
-  let failure: string | null = null;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const shutdown = (why: string | null, code: number): void => {
@@ -163,47 +196,76 @@ export async function run(argv: string[]): Promise<number> {
       () => resolveDone(code),
     );
   };
-  let interrupts = 0;
+  // A signal that arrives with the first one changes nothing: under `npm start` a terminal's Ctrl-C
+  // reaches us twice (from the terminal, and forwarded by npm). One a second or more later kills.
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
-    interrupts++;
-    if (interrupts > 1) {
-      say('second interrupt: killing every service');
+    if (!sup.isStopping) {
+      firstSignalAt = Date.now();
+      shutdown(sig, 0);
+    } else if (Date.now() - firstSignalAt >= 1000) {
+      say(`${sig} again: killing every service`);
       sup.killAll();
       resolveDone(130);
-      return;
     }
-    shutdown(`${sig}`, 0);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
+  // Our parent's end (npm or a shell stopped by a supervisor that signals only its own child, a
+  // closed terminal) re-parents us: then nobody is left to stop the fleet but us.
+  const parentPid = process.ppid;
+  const parentWatch = setInterval(() => {
+    if (process.ppid !== parentPid) shutdown(`parent process ${parentPid} is gone`, 0);
+  }, 250);
+  parentWatch.unref();
   sup.onUnexpectedExit((s) => {
-    failure = `${s.name} exited unexpectedly (${s.exit?.signal ?? `exit code ${s.exit?.code}`}); taking the whole fleet down`;
-    shutdown(failure, 1);
+    shutdown(`${s.name} exited unexpectedly (${s.exit?.signal ?? `exit code ${s.exit?.code}`}); taking the whole fleet down`, 1);
   });
   const dead = (): Service | undefined => sup.services.find((s) => s.exit !== null && !s.optional);
 
   const baseEnv: NodeJS.ProcessEnv = { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' };
-  delete baseEnv.PORT;
-  delete baseEnv.HOST;
+  for (const k of ['PORT', 'HOST', ...SECRETS]) delete baseEnv[k];
   // The data path (store, agents) runs with the GC flags its host size calls for (@ferry/config gc.ts).
   const dataFlags = dataPathNodeFlags(process.env);
   const node = (name: string, entry: string, env: NodeJS.ProcessEnv, flags: string[] = []): Service =>
-    sup.start(name, process.execPath, [...flags, RUN_TS, entry], { ...baseEnv, ...env }, REPO_ROOT);
+    sup.start(name, process.execPath, ['-r', LIFELINE, ...flags, RUN_TS, entry], { ...baseEnv, ...env }, REPO_ROOT, { lifeline: true });
 
   try {
-    // ---- Redis ----
+    // ---- Redis already there ----
     let redisUrl = process.env.REDIS_URL;
+    let redisSource = 'REDIS_URL';
     if (redisUrl) {
       const why = await pingRedis(redisUrl);
       if (why) throw new Error(`REDIS_URL=${redisUrl} does not answer: ${why}`);
-      say(`Redis: ${redisUrl} (REDIS_URL)`);
     } else if ((await pingRedis('redis://127.0.0.1:6379')) === null) {
       redisUrl = 'redis://127.0.0.1:6379';
-      say(`Redis: ${redisUrl} (found on localhost)`);
+      redisSource = 'found on localhost';
+    }
+
+    // ---- --reset: this folder's keys, ACL users and files ----
+    if (reset) {
+      const prefix = process.env.FERRY_KEY_PREFIX ?? savedRedisPrefix(stateDir);
+      if (redisUrl && prefix) {
+        const queuePrefix = process.env.FERRY_QUEUE_PREFIX ?? prefix;
+        const r = await dropRedisState(redisUrl, [prefix, queuePrefix], FLEET.map((h) => `${queuePrefix}-agent-${h.hostId}`));
+        say(`reset: deleted ${r.keys} Redis keys under ${prefix}:${queuePrefix !== prefix ? ` and ${queuePrefix}:` : ''} and ${r.users} agent ACL users`);
+      }
+      const removed = removeOwnedState(stateDir);
+      say(`reset: removed ${removed.length ? removed.join(', ') : 'nothing'} from ${stateDir}`);
+    }
+    fs.mkdirSync(stateDir, { recursive: true });
+    // The prefix first: a folder with an admin token but no prefix is an older ferry up's (up/state.ts).
+    const keyPrefix = process.env.FERRY_KEY_PREFIX ?? redisPrefix(stateDir);
+    const token = adminToken(stateDir, process.env);
+    const queuePrefix = process.env.FERRY_QUEUE_PREFIX ?? keyPrefix;
+
+    // ---- Redis of our own ----
+    if (redisUrl) {
+      say(`Redis: ${redisUrl} (${redisSource}), keys under ${keyPrefix}:`);
     } else {
       const bin = which('redis-server');
       if (!bin || !redisServerVersion(bin)) {
         process.stderr.write(`${NO_REDIS_HELP}\n`);
+        cleanup();
         return 1;
       }
       const port = await freePort();
@@ -211,15 +273,19 @@ export async function run(argv: string[]): Promise<number> {
       fs.mkdirSync(dir, { recursive: true });
       sup.start('redis', bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--protected-mode', 'yes'], baseEnv, REPO_ROOT);
       redisUrl = `redis://127.0.0.1:${port}`;
-      await waitFor('redis-server', async () => (await pingRedis(redisUrl!)) === null, 15_000, dead);
-      say(`Redis: started ${bin} on ${redisUrl} (data in ${dir})`);
+      const url = redisUrl;
+      await waitFor('redis-server', async () => (await pingRedis(url)) === null, 15_000, dead);
+      say(`Redis: started ${bin} on ${redisUrl} (data in ${dir}), keys under ${keyPrefix}:`);
     }
 
     // ---- ports ----
     const [cpPort, storePort] = [await freePort(), await freePort()];
     const cpUrl = `http://127.0.0.1:${cpPort}`;
     const storeUrl = `http://127.0.0.1:${storePort}`;
-    const common = { REDIS_URL: redisUrl, FERRY_ADMIN_TOKEN: token, FERRY_KEY_PREFIX: keyPrefix, FERRY_QUEUE_PREFIX: queuePrefix, FERRY_STORE_URL: storeUrl };
+    const prefixes = { FERRY_KEY_PREFIX: keyPrefix, FERRY_QUEUE_PREFIX: queuePrefix };
+    const cpEnv = { ...prefixes, REDIS_URL: redisUrl, FERRY_ADMIN_TOKEN: token, FERRY_STORE_URL: storeUrl };
+    // Each agent's suspend-store token: checkpoints only (read + write), never tokens or admin.
+    const storeTokens = new Map(FLEET.map((h) => [h.hostId, `fsa-${randomBytes(24).toString('base64url')}`]));
 
     // ---- suspend-store ----
     node('store', firstExisting('apps/suspend-store/src/main.ts'), {
@@ -228,23 +294,27 @@ export async function run(argv: string[]): Promise<number> {
       FERRY_STORE_BACKEND: 'fs',
       FERRY_STORE_DIR: path.join(stateDir, 'store'),
       FERRY_ADMIN_TOKEN: token,
+      FERRY_STORE_TOKENS: [...storeTokens.values()].map((t) => `${t}:read+write`).join(','),
     }, dataFlags);
     // ---- control plane: API + worker ----
-    node('cp', firstExisting('apps/control-plane/src/main.ts'), { ...common, PORT: String(cpPort), HOST: '127.0.0.1', FERRY_CONTROL_PLANE_ROLE: 'api' });
-    node('worker', firstExisting('apps/control-plane/src/worker.ts'), { ...common, FERRY_CONTROL_PLANE_ROLE: 'worker' });
+    node('cp', firstExisting('apps/control-plane/src/main.ts'), { ...cpEnv, PORT: String(cpPort), HOST: '127.0.0.1', FERRY_CONTROL_PLANE_ROLE: 'api' });
+    node('worker', firstExisting('apps/control-plane/src/worker.ts'), { ...cpEnv, FERRY_CONTROL_PLANE_ROLE: 'worker' });
     await waitFor('the suspend-store', async () => (await httpStatus(`${storeUrl}/healthz`)) !== null, 60_000, dead);
     await waitFor('the control plane', async () => (await httpStatus(`${cpUrl}/readyz`))?.status === 200, 60_000, dead);
 
-    // ---- sim hosts ----
+    // ---- sim hosts, each with its own credentials ----
     const agentEntry = firstExisting('apps/host-agent/src/main.ts');
     for (const host of FLEET) {
+      const cred = await mintAgentCredentials(cpUrl, token, host.hostId);
       const dataPort = await freePort();
       node(`agent-${host.hostId}`, agentEntry, {
-        ...common,
+        FERRY_QUEUE_PREFIX: cred.queuePrefix,
+        REDIS_URL: withCredentials(redisUrl, cred.redisUser, cred.redisPassword),
+        FERRY_STORE_URL: storeUrl,
         FERRY_HOST_ID: host.hostId,
         FERRY_CONTROL_PLANE_URL: cpUrl,
-        FERRY_AGENT_TOKEN: deriveAgentToken(token, host.hostId),
-        FERRY_STORE_TOKEN: token,
+        FERRY_AGENT_TOKEN: cred.token,
+        FERRY_STORE_TOKEN: storeTokens.get(host.hostId)!,
         FERRY_DRIVER: 'sim',
         FERRY_SIM_TOOLSTACK: host.toolstack,
         FERRY_SIM_GUESTS: simGuestsEnv(host.guests),
@@ -278,10 +348,12 @@ export async function run(argv: string[]): Promise<number> {
     let url = `http://localhost:${cpPort}`;
     if (withDashboard) {
       const port = dashPort === 0 ? await freePort() : dashPort;
-      node('dashboard', firstExisting('apps/dashboard/src/main.ts'), { PORT: String(port), HOST: process.env.HOST ?? '0.0.0.0', FERRY_CONTROL_PLANE_URL: cpUrl, FERRY_STORE_URL: storeUrl });
-      await waitFor('the dashboard', async () => (await httpStatus(`http://127.0.0.1:${port}/`))?.status === 200, 120_000, dead);
-      url = `http://localhost:${port}`;
+      node('dashboard', firstExisting('apps/dashboard/src/main.ts'), { PORT: String(port), HOST: dashHost, FERRY_CONTROL_PLANE_URL: cpUrl, FERRY_STORE_URL: storeUrl });
+      const probeHost = dashHost === '0.0.0.0' || dashHost === '::' ? '127.0.0.1' : dashHost;
+      await waitFor('the dashboard', async () => (await httpStatus(`http://${probeHost.includes(':') ? `[${probeHost}]` : probeHost}:${port}/`))?.status === 200, 120_000, dead);
+      url = `http://${dashHost === '127.0.0.1' || dashHost === '0.0.0.0' || dashHost === '::' ? 'localhost' : dashHost}:${port}`;
     }
+    saveApiUrl(stateDir, url);
 
     out('');
     say(`the fleet is up: ${FLEET.length} hosts (2 x 32-bit legacy, 2 x 64-bit v2), ${vmCount} VMs`);
@@ -289,16 +361,23 @@ export async function run(argv: string[]): Promise<number> {
     out('');
     out(`  dashboard  ${url}/?token=${encodeURIComponent(token)}`);
     out(`  API        ${url}/v1   (OpenAPI: ${url}/docs)`);
-    out(`  token      ${token}   (admin; send as "Authorization: Bearer <token>")`);
-    out(`  state      ${stateDir}`);
+    out(`  token      ${token}   (admin; send as "Authorization: Bearer <token>"; the ferry CLI reads it from the state folder)`);
+    out(`  state      ${stateDir}   (Redis keys under ${keyPrefix}:; \`ferry up --reset\` starts from nothing)`);
     out('');
-    out('  Press Ctrl-C to stop every process.');
+    out('  Press Ctrl-C (or send SIGTERM / SIGHUP) to stop every process.');
     out('');
   } catch (e) {
     if (!sup.isStopping) shutdown(`cannot start the fleet: ${e instanceof Error ? e.message : String(e)}`, 1);
   }
-  const code = await done;
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  return code;
+  return finish();
+
+  async function finish(): Promise<number> {
+    const code = await done;
+    cleanup();
+    return code;
+  }
+  function cleanup(): void {
+    clearInterval(parentWatch);
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
+  }
 }

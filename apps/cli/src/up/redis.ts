@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import IORedis from 'ioredis';
 
 function encode(args: string[]): string {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
@@ -88,3 +89,31 @@ export const NO_REDIS_HELP = [
   '  docker run -d -p 6379:6379 redis:7         # a Redis on localhost:6379',
   '  REDIS_URL=redis://host:6379 npm start      # a Redis you already have',
 ].join('\n');
+
+/** `prefix` as a SCAN MATCH pattern that matches only itself. */
+function globLiteral(prefix: string): string {
+  return prefix.replace(/[\\*?[\]^-]/g, (c) => `\\${c}`);
+}
+
+/**
+ * Deletes every key under `{prefix}:` for each prefix and the named ACL users (what one `ferry up`
+ * state folder owns in a shared Redis). Returns how many of each went.
+ */
+export async function dropRedisState(url: string, prefixes: string[], aclUsers: string[]): Promise<{ keys: number; users: number }> {
+  const redis = new IORedis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on('error', () => undefined); // the awaited commands report the failure
+  try {
+    await redis.connect();
+    let keys = 0;
+    for (const prefix of new Set(prefixes)) {
+      for await (const batch of redis.scanStream({ match: `${globLiteral(prefix)}:*`, count: 1000 }) as AsyncIterable<string[]>) {
+        if (batch.length) keys += await redis.unlink(...batch);
+      }
+    }
+    let users = 0;
+    if (aclUsers.length) users = Number(await redis.call('ACL', 'DELUSER', ...aclUsers));
+    return { keys, users };
+  } finally {
+    redis.disconnect();
+  }
+}

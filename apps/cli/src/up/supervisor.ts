@@ -3,6 +3,13 @@
  * prefix, and one rule: a service that dies takes the whole fleet down.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+
+/**
+ * Preload (`node -r LIFELINE ...`) for node services started with `{ lifeline: true }`: they stop
+ * when the IPC channel to their parent closes, i.e. when the parent is gone however it died.
+ */
+export const LIFELINE = path.resolve(__dirname, '..', '..', 'bin', 'lifeline.js');
 
 const COLORS = [36, 33, 35, 32, 34, 91, 92, 93, 94, 95, 96];
 
@@ -54,11 +61,15 @@ export class Supervisor {
     return `\x1b[${COLORS[h % COLORS.length]}m${n}\x1b[0m | `;
   }
 
-  start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Service {
+  /**
+   * `lifeline`: the command is node preloading LIFELINE; it gets an IPC channel (carrying nothing)
+   * whose end tells it that we are gone, so a `kill -9` of ours leaves no service behind.
+   */
+  start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, opts: { lifeline?: boolean } = {}): Service {
     this.width = Math.max(this.width, name.length);
     // Own process group: a Ctrl-C in the terminal reaches `ferry up` only, which then stops the
     // services in order (and never mistakes their exit for a crash).
-    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe', ...(opts.lifeline ? (['ipc'] as const) : [])], detached: true });
     if (this.services.length === 0) process.once('exit', () => this.killAll());
     const svc: Service = { name, child, exit: null, exited: null as unknown as Service['exited'] };
     svc.exited = new Promise((resolve) => {

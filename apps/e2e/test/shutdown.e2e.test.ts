@@ -1,0 +1,165 @@
+/**
+ * Nothing outlives the process an operator (or a supervisor) stops. Each case starts one of
+ *   - `npm start` (npm -> `ferry up` -> services), signalled at npm's pid only, as systemd's
+ *     `KillMode=process`, a container runtime or CI would;
+ *   - `ferry up` itself;
+ *   - `ferry serve suspend-store`, which re-executes node with GC flags (FERRY_NODE_GC=single);
+ * sends it SIGINT, SIGTERM, SIGHUP or SIGKILL, and then checks that no process carrying the case's
+ * marker (its own state folder, in every service's environment) is left, and that every port those
+ * processes listened on can be bound again.
+ *
+ * Linux only (reads /proc). The fleets run without the dashboard, so each case takes seconds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT, dropAgentUsers, dropRedisPrefix, redisUnavailable } from './stack';
+
+const skip = process.platform !== 'linux' ? 'reads /proc (Linux only)' : redisUnavailable();
+if (skip && process.env.FERRY_REQUIRE_SERVICES === '1' && process.platform === 'linux') throw new Error(`[e2e] required (FERRY_REQUIRE_SERVICES=1): ${skip}`);
+if (skip) console.log(`[shutdown] skipped: ${skip}`);
+
+const FERRY = path.join(REPO_ROOT, 'apps/cli/bin/ferry.js');
+
+/** Processes whose environment mentions `marker` (the case's temporary folder). */
+function processesWith(marker: string): { pid: number; cmd: string }[] {
+  const found: { pid: number; cmd: string }[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (!fs.readFileSync(`/proc/${d}/environ`, 'latin1').includes(marker)) continue;
+      found.push({ pid: Number(d), cmd: fs.readFileSync(`/proc/${d}/cmdline`, 'latin1').split('\0').join(' ').trim() });
+    } catch {
+      /* gone, or not ours */
+    }
+  }
+  return found;
+}
+
+/** TCP ports the given processes listen on (their socket inodes looked up in /proc/net/tcp{,6}). */
+function listeningPorts(pids: number[]): number[] {
+  const inodes = new Set<string>();
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // sl local_address rem_address st ... inode(9); st 0A = LISTEN
+      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Target = 'npm start' | 'ferry up' | 'ferry serve';
+
+interface Started {
+  child: ChildProcess;
+  output: () => string;
+}
+
+function start(target: Target, dir: string): Started {
+  const env: NodeJS.ProcessEnv = { ...process.env, FERRY_STATE_DIR: dir, PORT: '0', NO_COLOR: '1' };
+  for (const k of ['FERRY_ADMIN_TOKEN', 'FERRY_KEY_PREFIX', 'FERRY_QUEUE_PREFIX', 'FERRY_DASHBOARD_HOST', 'HOST']) delete env[k];
+  let cmd: string;
+  let args: string[];
+  if (target === 'npm start') [cmd, args] = ['npm', ['start', '--', '--no-dashboard', '--quiet']];
+  else if (target === 'ferry up') [cmd, args] = [process.execPath, [FERRY, 'up', '--no-dashboard', '--quiet']];
+  else {
+    [cmd, args] = [process.execPath, [FERRY, 'serve', 'suspend-store']];
+    Object.assign(env, { FERRY_STORE_BACKEND: 'fs', FERRY_STORE_DIR: path.join(dir, 'store'), HOST: '127.0.0.1', FERRY_ADMIN_TOKEN: 'shutdown-test-admin-token', FERRY_NODE_GC: 'single' });
+  }
+  // Its own process group, so that only the signals this test sends reach it.
+  const child = spawn(cmd, args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return { child, output: () => out };
+}
+
+async function runCase(target: Target, sig: NodeJS.Signals): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-shutdown-'));
+  const s = start(target, dir);
+  const ready = target === 'ferry serve' ? /listening on http/ : /the fleet is up/;
+  let left: { pid: number; cmd: string }[] = [];
+  try {
+    const until = Date.now() + 60_000;
+    while (!ready.test(s.output())) {
+      if (s.child.exitCode !== null || Date.now() > until) throw new Error(`${target} did not come up:\n${s.output().slice(-3000)}`);
+      await sleep(100);
+    }
+    const before = processesWith(dir);
+    // npm, ferry up and its seven services (sh is replaced by ferry up: `exec` in the script);
+    // ferry serve and the node it re-executed with the GC flags.
+    expect(before.length, before.map((p) => p.cmd).join('\n')).toBeGreaterThanOrEqual(target === 'ferry serve' ? 2 : 8);
+    const ports = listeningPorts(before.map((p) => p.pid));
+    expect(ports.length).toBeGreaterThan(0);
+
+    process.kill(s.child.pid!, sig);
+    const deadline = Date.now() + 20_000;
+    while ((left = processesWith(dir)).length && Date.now() < deadline) await sleep(100);
+    expect(left.map((p) => p.cmd), `left after ${sig} to ${target}:\n${s.output().slice(-3000)}`).toEqual([]);
+    const held: number[] = [];
+    for (const p of ports) if (!(await canBind(p))) held.push(p);
+    expect(held, 'ports still held').toEqual([]);
+  } finally {
+    for (const p of processesWith(dir)) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    const redis = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(s.output())?.[1];
+    const prefix = fs.existsSync(path.join(dir, 'redis-prefix')) ? fs.readFileSync(path.join(dir, 'redis-prefix'), 'utf8').trim() : null;
+    if (redis && prefix) {
+      await dropRedisPrefix(redis, prefix).catch(() => 0);
+      await dropAgentUsers(redis, prefix).catch(() => undefined);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'];
+
+describe.skipIf(skip !== null)('stopping leaves no process and no port behind', () => {
+  for (const target of ['npm start', 'ferry up', 'ferry serve'] as const) {
+    for (const sig of SIGNALS) {
+      it(`${sig} to ${target}`, () => runCase(target, sig), 90_000);
+    }
+  }
+});
