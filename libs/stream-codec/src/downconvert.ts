@@ -32,10 +32,24 @@ import { encodeLegacyXlHeader, encodePhysmap, vcpuContextSize, type LegacyWidth,
  * contexts, HVM params and context after the body, which is also where v2 has them,
  * so only those small records are held (capped) until the end.
  *
+ * PV vcpu state, as a Xen <= 4.5 saver wrote it after the pages:
+ *  - the extended context is the 128-byte window of the domctl union that the
+ *    saver copied out whole: the struct Xen filled in (its own `size` field first)
+ *    and zeros after it. Xen <= 4.5 filled in 56 bytes (the vMCE block ends with
+ *    bank 1's MCi_CTL2); Xen 4.10 added MCG_EXT_CTL (64 bytes). A newer context
+ *    goes out as the 56-byte one when the guest has no LMCE state (which an old
+ *    host could not hold anyway); both old and new hypervisors accept that size.
+ *  - the xsave area is announced in the header, before the pages ("xcnt": one
+ *    size for every vcpu), while a v2 stream carries it after them. The size is
+ *    `xsaveSize` when given (pvXsaveSize() finds it in a first pass over a file),
+ *    else the one the CPUID policy record gives for every xsave feature the guest
+ *    was offered (what a guest that enabled them all has, e.g. Linux). A vcpu whose
+ *    area differs from the announced size is refused, naming the size to pass.
+ *
  * What legacy cannot express is refused with UnsupportedStreamError: big-endian
- * streams, Remus/COLO checkpoints, PV xsave or MSR state (legacy announces the
- * xsave size before the pages), pfns of 2^28 and above, HVM params it has no chunk
- * for (set, non-zero), xenstore data other than physmap entries.
+ * streams, Remus/COLO checkpoints, PV MSR state, LMCE state, pfns of 2^28 and
+ * above, HVM params it has no chunk for (set, non-zero), xenstore data other than
+ * physmap entries.
  *
  * What a legacy host sets up for itself is left out, and each thing left out is
  * reported through `onDropped` (once per kind): the CPUID and MSR policies (a host
@@ -48,6 +62,74 @@ export interface LegacyFromV2Options {
   p2mSize?: number;
   /** Told, once per kind, of each record or HVM param left out because a legacy host sets it up itself. */
   onDropped?: (what: string) => void;
+  /**
+   * PV only: the size of every vcpu's xsave area (an X86_PV_VCPU_XSAVE record's body after
+   * its vcpu header; 0: none), announced in the legacy header before the pages. Default: from
+   * the CPUID policy record (see above). pvXsaveSize() reads it from the stream itself.
+   */
+  xsaveSize?: number;
+}
+
+/** Bytes of the extended vcpu context a Xen <= 4.5 hypervisor filled in (through the vMCE block's bank 1 MCi_CTL2). */
+export const EXT_VCPU_CONTEXT_LEGACY = 56;
+/** Offset of the vMCE block (MCG_CAP first) in the extended vcpu context. */
+const EXT_VCPU_VMCE = 32;
+/** MCG_CAP bit: local machine-check exceptions offered (Xen 4.10 and later). */
+const MCG_LMCE_P = 1n << 27n;
+/** xcr0 and xcr0_accum before each xsave area. */
+const XSAVE_HDR = 16;
+
+/**
+ * A PV stream's xsave area size (the common body size of its non-empty X86_PV_VCPU_XSAVE
+ * records; 0 when it has none), for `xsaveSize`. Reads the whole stream: meant for a first
+ * pass over a file. Vcpus with different sizes cannot be expressed in a legacy image.
+ */
+export async function pvXsaveSize(source: ByteSource | StreamReader): Promise<number> {
+  let size = 0;
+  for await (const item of decodeV2(source, { format: 'auto' })) {
+    if (item.kind !== 'libxc-record' || item.type !== REC.X86_PV_VCPU_XSAVE || item.body.kind !== 'x86_pv_vcpu') continue;
+    const n = item.body.context.byteLength;
+    if (!n) continue;
+    if (size && n !== size)
+      throw new UnsupportedStreamError(`cannot express in a legacy image (offset ${item.offset}): vcpus with xsave areas of ${size} and ${n} bytes (legacy has one size for all)`);
+    size = n;
+  }
+  return size;
+}
+
+/**
+ * For a vcpu the v2 stream has no extended context for ("extv" was announced before the
+ * vcpus were known): the smallest context every hypervisor's set call takes (up to the vMCE
+ * block, all zero: no SYSCALL32/SYSENTER callbacks, no vMCE state). All zeros would not do:
+ * its size field 0 is refused.
+ */
+function noExtendedContext(vcpu: number): Uint8Array {
+  const out = new Uint8Array(VCPU_EXTENDED_SIZE);
+  viewOf(out).setUint32(0, vcpu, LE);
+  viewOf(out).setUint32(4, EXT_VCPU_VMCE, LE);
+  return out;
+}
+
+/**
+ * An extended vcpu context as a Xen <= 4.5 saver wrote it (see above): 128 bytes, the
+ * 56-byte struct first. A 128-byte context (a legacy image's, converted) goes as it is.
+ */
+function legacyExtendedContext(ctx: Uint8Array, vcpu: number, at: number): Uint8Array {
+  if (ctx.byteLength === VCPU_EXTENDED_SIZE) return ctx;
+  if (ctx.byteLength > VCPU_EXTENDED_SIZE || ctx.byteLength < EXT_VCPU_VMCE)
+    throw new MalformedStreamError(at, `vcpu ${vcpu} extended context of ${ctx.byteLength} bytes (${EXT_VCPU_VMCE}..${VCPU_EXTENDED_SIZE})`, 'X86_PV_VCPU_EXTENDED');
+  const dv = viewOf(ctx);
+  const caps = ctx.byteLength >= EXT_VCPU_VMCE + 8 ? dv.getBigUint64(EXT_VCPU_VMCE, LE) : 0n;
+  const newer = ctx.subarray(EXT_VCPU_CONTEXT_LEGACY);
+  if (newer.some((b) => b !== 0) || caps & MCG_LMCE_P)
+    throw new UnsupportedStreamError(
+      `cannot express in a legacy image (offset ${at}): vcpu ${vcpu} has LMCE machine-check state (MCG_CAP 0x${caps.toString(16)}, MCG_EXT_CTL 0x${newer.byteLength >= 8 ? viewOf(newer).getBigUint64(0, LE).toString(16) : '0'}), which Xen <= 4.5 cannot hold; keep it on v2 and restore on Xen >= 4.10`,
+    );
+  const n = Math.min(ctx.byteLength, EXT_VCPU_CONTEXT_LEGACY);
+  const out = new Uint8Array(VCPU_EXTENDED_SIZE);
+  out.set(ctx.subarray(0, n));
+  viewOf(out).setUint32(4, n, LE);
+  return out;
 }
 
 /** HVM params that legacy hosts set up themselves (they postdate the legacy format); dropped. */
@@ -64,6 +146,7 @@ const LE = true;
 interface Vcpu {
   basic?: Uint8Array;
   extended?: Uint8Array;
+  xsave?: Uint8Array;
 }
 
 export async function* legacyFromV2(source: ByteSource | StreamReader, opts: LegacyFromV2Options): AsyncGenerator<Uint8Array, void, undefined> {
@@ -96,6 +179,12 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
   let toolstack: Uint8Array | undefined;
   let physmap: PhysmapEntry[] | undefined;
   let buffered = 0;
+  /** From the CPUID policy: the xcr0 features offered and the xsave area they need (leaf 0xD, subleaf 0). */
+  let policyXsave: { mask: bigint; size: number } | undefined;
+  /** The xsave area size announced in the header ("xcnt"), 0 for none; set when the header is written. */
+  let xsaveSize = 0;
+  const xsaveHint = (n: number) =>
+    `pass xsaveSize ${n} (ferry stream convert --xsave-size ${n}; it finds it itself when the input is a file)`;
   const hold = (n: number, at: number) => {
     buffered += n;
     if (buffered > LEGACY_LIMITS.hvmContextMax + 4096 * 8 * 1024) unsupported(at, 'more than 48 MiB of vcpu/HVM state to hold until the end');
@@ -113,10 +202,16 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
   function* pvHeader(frames: bigint[], at: number): Generator<Uint8Array> {
     yield* header();
     const ctx = vcpuContextSize(guestWidth);
-    const w = new Writer(wb + 4 + 8 + ctx + 8, LE);
+    xsaveSize = opts.xsaveSize ?? (policyXsave ? XSAVE_HDR + policyXsave.size : 0);
+    if (!Number.isInteger(xsaveSize) || xsaveSize < 0 || xsaveSize > LEGACY_LIMITS.xsaveMax) throw new RangeError('xsaveSize must be 0..1 MiB');
+    if (xsaveSize && xsaveSize < XSAVE_HDR) throw new RangeError(`xsaveSize must be 0 or at least ${XSAVE_HDR}`);
+    const xcnt = xsaveSize ? 12 : 0;
+    const w = new Writer(wb + 4 + 8 + ctx + 8 + xcnt, LE);
     if (tw === 32) w.u32(0xffffffff);
     else w.u64hl(0xffffffff, 0xffffffff);
-    w.u32(8 + ctx + 8).raw(ascii.encode('vcpu')).u32(ctx).zero(ctx).raw(ascii.encode('extv')).u32(0);
+    w.u32(8 + ctx + 8 + xcnt).raw(ascii.encode('vcpu')).u32(ctx).zero(ctx).raw(ascii.encode('extv')).u32(0);
+    // "xcnt" carries the per-vcpu bytes after the extended context: the u64 mask and u64 size, then the area.
+    if (xsaveSize) w.raw(ascii.encode('xcnt')).u32(4).u32(xsaveSize + XSAVE_HDR);
     yield w.bytes;
     const f = new Writer(frames.length * wb, LE);
     for (const fr of frames) {
@@ -210,7 +305,13 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
         if (!v.basic) throw new MalformedStreamError(0, `vcpu ${id} has no X86_PV_VCPU_BASIC record`, 'X86_PV_VCPU_BASIC');
         if (v.basic.byteLength !== ctx) throw new MalformedStreamError(0, `vcpu ${id} basic context is ${v.basic.byteLength} bytes, not ${ctx}`, 'X86_PV_VCPU_BASIC');
         yield v.basic;
-        yield v.extended && v.extended.byteLength ? v.extended : new Uint8Array(VCPU_EXTENDED_SIZE);
+        yield v.extended ?? noExtendedContext(id);
+        if (!xsaveSize) continue;
+        const xs = v.xsave ?? unsupported(0, `vcpu ${id} has no xsave area, but the legacy header announced ${xsaveSize} bytes for every vcpu; ${xsaveHint(0)}`);
+        // The mask is the saving host's xfeature mask, which restores ignore; the guest's offer stands in for it.
+        const mask = policyXsave?.mask ?? viewOf(xs).getBigUint64(8, LE);
+        yield new Writer(16, LE).u64(mask).u64(BigInt(xsaveSize)).bytes;
+        yield xs;
       }
       if (!sharedInfo) throw new MalformedStreamError(0, 'no SHARED_INFO record', 'SHARED_INFO');
       yield sharedInfo;
@@ -249,6 +350,13 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
         const b = item.body;
         const at = item.offset;
         switch (item.type) {
+          case REC.X86_CPUID_POLICY:
+            if (b.kind === 'x86_cpuid_policy') {
+              const l = b.leaves.find((e) => e.leaf === 0xd && e.subleaf === 0);
+              if (l && (l.a || l.d)) policyXsave = { mask: (BigInt(l.d >>> 0) << 32n) | BigInt(l.a >>> 0), size: l.c >>> 0 };
+            }
+            dropped(`${REC_NAME[item.type]} (a legacy host computes the guest's CPU policy from its own)`);
+            break;
           case REC.X86_PV_INFO:
             if (b.kind === 'x86_pv_info') guestWidth = b.guestWidth === 4 || b.guestWidth === 32 ? 32 : 64;
             break;
@@ -316,10 +424,21 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
               hold(b.context.byteLength, at);
               v.basic = new Uint8Array(b.context);
             } else if (item.type === REC.X86_PV_VCPU_EXTENDED) {
-              if (b.context.byteLength && b.context.byteLength !== VCPU_EXTENDED_SIZE) unsupported(at, `an extended vcpu context of ${b.context.byteLength} bytes (legacy: 128)`);
-              v.extended = new Uint8Array(b.context);
+              if (b.context.byteLength) v.extended = legacyExtendedContext(new Uint8Array(b.context), b.vcpuId, at);
+            } else if (item.type === REC.X86_PV_VCPU_XSAVE) {
+              const n = b.context.byteLength;
+              if (!n) break;
+              if (n !== xsaveSize)
+                unsupported(
+                  at,
+                  xsaveSize
+                    ? `vcpu ${b.vcpuId} has an xsave area of ${n} bytes, but the legacy header (written before the pages) announced ${xsaveSize}; ${xsaveHint(n)}`
+                    : `vcpu ${b.vcpuId} has an xsave area of ${n} bytes, but the legacy header (written before the pages) announced none; ${xsaveHint(n)}`,
+                );
+              hold(n, at);
+              v.xsave = new Uint8Array(b.context);
             } else if (b.context.byteLength) {
-              unsupported(at, `vcpu ${b.vcpuId} ${item.type === REC.X86_PV_VCPU_XSAVE ? 'xsave' : 'MSR'} state (the legacy header would have to announce it before the pages)`);
+              unsupported(at, `vcpu ${b.vcpuId} MSR state (Xen <= 4.5 migrated no PV MSRs)`);
             }
             break;
           }
@@ -328,7 +447,6 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
             break;
           case REC.STATIC_DATA_END:
             break;
-          case REC.X86_CPUID_POLICY:
           case REC.X86_MSR_POLICY:
             dropped(`${REC_NAME[item.type]} (a legacy host computes the guest's CPU policy from its own)`);
             break;

@@ -35,4 +35,4 @@ export { LegacyConverter, convertLegacy, type LegacyConvertOptions, type LegacyC
 export { detectLegacy, DETECT_PREFIX, type LegacyDetection, type DetectOptions } from './legacy/detect';
 export { synthStream, hvmContextBlob, type SynthOptions } from './v2/synth';
 export { ingestToV2, readerRemainder, sniffV2, type IngestOptions } from './ingest';
-export { legacyFromV2, type LegacyFromV2Options } from './downconvert';
+export { legacyFromV2, pvXsaveSize, EXT_VCPU_CONTEXT_LEGACY, type LegacyFromV2Options } from './downconvert';
