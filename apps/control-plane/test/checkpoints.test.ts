@@ -165,6 +165,22 @@ describe('checkpoints', () => {
     expect(res.headers.get('x-ferry-sha256')).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(res.headers.get('content-disposition')).toBe(`attachment; filename="${c2}.v2"`);
 
+    // a browser's link: short-lived, signed, no bearer header
+    expect((await api(url, `/v1/checkpoints/${c2}/download-link`, { method: 'POST', token: VIEWER })).status).toBe(403);
+    const link = await api<{ url: string; expiresAt: string }>(url, `/v1/checkpoints/${c2}/download-link`, { method: 'POST', token: OPERATOR });
+    expect(link.status).toBe(200);
+    expect(Date.parse(link.body.expiresAt) - Date.now()).toBeLessThanOrEqual(60_000);
+    const viaLink = await fetch(url + link.body.url);
+    expect(viaLink.status).toBe(200);
+    expect(Buffer.from(await viaLink.arrayBuffer()).equals(bytes)).toBe(true);
+    const forged = await api<{ message: string }>(url, link.body.url.replace('format=v2', 'format=legacy&width=64'), { token: null });
+    expect(forged.status).toBe(403);
+    expect(forged.body.message).toMatch(/signature does not match/);
+    const otherId = await api(url, link.body.url.replace(c2, c3), { token: null });
+    expect(otherId.status).toBe(403);
+    const expired = link.body.url.replace(/expires=\d+/, 'expires=1000');
+    expect((await api(url, expired, { token: null })).status).toBe(403);
+
     const part = await fetch(`${url}/v1/checkpoints/${c2}/image`, { headers: { authorization: `Bearer ${OPERATOR}`, range: 'bytes=0-15' } });
     expect(part.status).toBe(206);
     expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(0, 16))).toBe(true);

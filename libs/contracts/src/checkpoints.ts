@@ -42,6 +42,23 @@ export const checkpointImageQuerySchema = z
   .refine((q) => q.format === 'legacy' || q.width === undefined, { message: 'only goes with format=legacy', path: ['width'] });
 export type CheckpointImageQuery = z.input<typeof checkpointImageQuerySchema>;
 
+/** `POST /v1/checkpoints/{id}/download-link`: a short-lived URL a browser can follow without a bearer header. */
+export interface CheckpointDownloadLinkDto {
+  /** Path on the control plane: GET it (no Authorization header) before `expiresAt`. */
+  url: string;
+  expiresAt: string;
+}
+
+/** The signed download path's query: the image query plus the expiry and the control plane's signature. */
+export const checkpointSignedImageQuerySchema = z
+  .object({
+    format: z.enum(['v2', 'legacy']).default('v2'),
+    width: z.enum(['32', '64']).optional(),
+    expires: z.coerce.number().int().min(0),
+    signature: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be the signature the download link carried'),
+  })
+  .strict();
+
 /** `POST /v1/vms/{id}/resume`: on which host (the scheduler picks one when absent), from which checkpoint (default: the latest). */
 export const resumeRequestSchema = z
   .object({

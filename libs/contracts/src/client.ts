@@ -23,7 +23,7 @@ import type {
   Page,
   VmDto,
 } from './api';
-import type { CheckpointDto, CheckpointImageQuery, CheckpointListQuery, CheckpointPage } from './checkpoints';
+import type { CheckpointDownloadLinkDto, CheckpointDto, CheckpointImageQuery, CheckpointListQuery, CheckpointPage } from './checkpoints';
 
 export class FerryApiError extends Error {
   override name = 'FerryApiError';
@@ -129,6 +129,8 @@ export class FerryClient {
     get: (id: string) => this.request<CheckpointDto>('GET', `/v1/checkpoints/${enc(id)}`),
     /** 204; 409 while a resume reads it, or when it is the only image of a suspended VM. */
     delete: (id: string) => this.request<void>('DELETE', `/v1/checkpoints/${enc(id)}`),
+    /** A URL that downloads the image without a bearer header, valid for a minute (for browsers' own downloads). */
+    downloadLink: (id: string, q: CheckpointImageQuery = {}) => this.request<CheckpointDownloadLinkDto>('POST', `/v1/checkpoints/${enc(id)}/download-link${qs(q as Query)}`),
     /**
      * The image bytes, streamed (the response body is not read here). Headers carry
      * content-length and x-ferry-sha256 (of the v2 image). A non-2xx answer throws FerryApiError.

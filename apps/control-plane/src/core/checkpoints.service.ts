@@ -1,5 +1,7 @@
-import { Injectable } from '@nestjs/common';
-import type { CheckpointDto, CheckpointPage, CheckpointSummary, RetentionPolicyDto, VmSpec } from '@ferry/contracts';
+import { Inject, Injectable } from '@nestjs/common';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { CheckpointDownloadLinkDto, CheckpointDto, CheckpointPage, CheckpointSummary, RetentionPolicyDto, VmSpec } from '@ferry/contracts';
+import { CP_CONFIG, type CpConfig } from '../config';
 import { retentionOf } from './checkpoint-retention';
 import { CheckpointsRepository, type CheckpointRecord, type StoredCheckpoint } from './checkpoints.repo';
 import { fail } from './errors';
@@ -8,6 +10,8 @@ import { EventsRepository, OperationsRepository, VmsRepository, type VmRecord } 
 import { SuspendStoreClient } from './store.client';
 
 const ACTIVE = ['queued', 'running'];
+/** How long a download link works: long enough for a browser to start the download, short enough not to matter if it leaks. */
+const LINK_TTL_MS = 60_000;
 
 function summary(r: CheckpointRecord): CheckpointSummary {
   return { id: r.id, vmId: r.vmId, createdAt: r.createdAt, sourceHostId: r.sourceHostId, bytes: r.bytes, sha256: r.sha256, memoryDigest: r.memoryDigest };
@@ -26,6 +30,7 @@ function summary(r: CheckpointRecord): CheckpointSummary {
 @Injectable()
 export class CheckpointsService {
   constructor(
+    @Inject(CP_CONFIG) private readonly cfg: CpConfig,
     private readonly repo: CheckpointsRepository,
     private readonly vms: VmsRepository,
     private readonly ops: OperationsRepository,
@@ -179,6 +184,29 @@ export class CheckpointsService {
   /** Pins the checkpoint for a resume operation (unless it is unknown here: a checkpoint from before records). */
   async pin(id: string, opId: string): Promise<boolean> {
     return (await this.repo.pin(id, opId)) !== 'deleting';
+  }
+
+  /**
+   * A download link for browsers (a plain link cannot carry the bearer header): the image path with an
+   * expiry and an HMAC of (id, format, width, expiry) under the admin token, which every replica holds.
+   */
+  async downloadLink(id: string, q: { format: 'v2' | 'legacy'; width?: '32' | '64' }, now = Date.now()): Promise<CheckpointDownloadLinkDto> {
+    await this.mustGet(id);
+    const expires = now + LINK_TTL_MS;
+    const query = new URLSearchParams({ format: q.format, ...(q.width ? { width: q.width } : {}), expires: String(expires), signature: this.sign(id, q, expires) });
+    return { url: `/v1/checkpoints/${encodeURIComponent(id)}/image/signed?${query.toString()}`, expiresAt: new Date(expires).toISOString() };
+  }
+
+  /** Checks a download link's signature and expiry (403 otherwise). */
+  checkLink(id: string, q: { format: 'v2' | 'legacy'; width?: '32' | '64'; expires: number; signature: string }, now = Date.now()): void {
+    const want = Buffer.from(this.sign(id, q, q.expires));
+    const got = Buffer.from(q.signature);
+    if (want.length !== got.length || !timingSafeEqual(want, got)) throw fail(403, 'download link signature does not match (ask for a new link: POST /v1/checkpoints/{id}/download-link)');
+    if (now > q.expires) throw fail(403, 'download link expired (ask for a new link: POST /v1/checkpoints/{id}/download-link)');
+  }
+
+  private sign(id: string, q: { format: string; width?: string }, expires: number): string {
+    return createHmac('sha256', this.cfg.FERRY_ADMIN_TOKEN).update(`ferry-download:${id}\n${q.format}\n${q.width ?? ''}\n${expires}`).digest('base64url');
   }
 
   /** Opens the image in the store for a download (checks the record first: 404 for unknown ids). */

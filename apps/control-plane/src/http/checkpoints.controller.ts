@@ -1,11 +1,11 @@
-import { Controller, Delete, Get, HttpCode, Logger, Param, Query, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Logger, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiOperation, ApiProduces, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { checkpointIdSchema, checkpointImageQuerySchema, checkpointListQuerySchema } from '@ferry/contracts';
+import { checkpointIdSchema, checkpointImageQuerySchema, checkpointListQuerySchema, checkpointSignedImageQuerySchema } from '@ferry/contracts';
 import { CheckpointsService } from '../core/checkpoints.service';
-import { Roles } from './auth';
+import { Public, Roles } from './auth';
 import { ZodPipe, type z } from './validation';
 
 /** Headers of the store's image response that a download passes on. */
@@ -38,6 +38,15 @@ export class CheckpointsController {
     await this.checkpoints.delete(id);
   }
 
+  @Post(':id/download-link') @HttpCode(200) @Roles('operator')
+  @ApiOperation({ summary: 'a URL that downloads the image without a bearer header for the next minute (what a browser link needs)' })
+  downloadLink(
+    @Param('id', new ZodPipe(checkpointIdSchema, 'id')) id: string,
+    @Query(new ZodPipe(checkpointImageQuerySchema)) q: z.output<typeof checkpointImageQuerySchema>,
+  ) {
+    return this.checkpoints.downloadLink(id, q);
+  }
+
   /**
    * Streams the image from the store through the control plane, so a client needs only its control-plane
    * token and a route to the control plane. The store checks every block as it streams and cuts the
@@ -53,31 +62,51 @@ export class CheckpointsController {
     @Req() req: IncomingMessage,
     @Res() res: ServerResponse,
   ): Promise<void> {
+    await this.stream(id, q, req, res);
+  }
+
+  /** The same download, authorised by a link from POST download-link instead of a bearer header. */
+  @Get(':id/image/signed') @Public()
+  @ApiOperation({ summary: 'download the image with a link from POST /v1/checkpoints/{id}/download-link (no bearer header)' })
+  @ApiProduces('application/octet-stream')
+  async signedImage(
+    @Param('id', new ZodPipe(checkpointIdSchema, 'id')) id: string,
+    @Query(new ZodPipe(checkpointSignedImageQuerySchema)) q: z.output<typeof checkpointSignedImageQuerySchema>,
+    @Req() req: IncomingMessage,
+    @Res() res: ServerResponse,
+  ): Promise<void> {
+    this.checkpoints.checkLink(id, q);
+    await this.stream(id, { format: q.format, ...(q.width ? { width: q.width } : {}) }, req, res);
+  }
+
+  private async stream(id: string, q: { format: 'v2' | 'legacy'; width?: '32' | '64' }, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const aborter = new AbortController();
     const onClose = (): void => {
       if (!res.writableFinished) aborter.abort();
     };
     res.once('close', onClose);
-    const range = typeof req.headers.range === 'string' ? req.headers.range : undefined;
-    const upstream = await this.checkpoints.open(id, q, range, aborter.signal);
-    const headers: Record<string, string> = {};
-    for (const h of PASSED) {
-      const v = upstream.headers.get(h);
-      if (v !== null) headers[h] = v;
-    }
-    const ext = q.format === 'legacy' ? `legacy${q.width ?? ''}` : 'v2';
-    headers['content-disposition'] = `attachment; filename="${id}.${ext}"`;
-    res.statusCode = upstream.status;
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-    if (!upstream.body) {
-      res.end();
-      return;
-    }
     try {
-      await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream<Uint8Array>), res);
-    } catch (e) {
-      if (!aborter.signal.aborted) this.log.warn(`download of ${id} cut: ${(e as Error).message}`);
-      res.destroy();
+      const range = typeof req.headers.range === 'string' ? req.headers.range : undefined;
+      const upstream = await this.checkpoints.open(id, q, range, aborter.signal);
+      const headers: Record<string, string> = {};
+      for (const h of PASSED) {
+        const v = upstream.headers.get(h);
+        if (v !== null) headers[h] = v;
+      }
+      const ext = q.format === 'legacy' ? `legacy${q.width ?? ''}` : 'v2';
+      headers['content-disposition'] = `attachment; filename="${id}.${ext}"`;
+      res.statusCode = upstream.status;
+      for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+      if (!upstream.body) {
+        res.end();
+        return;
+      }
+      try {
+        await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream<Uint8Array>), res);
+      } catch (e) {
+        if (!aborter.signal.aborted) this.log.warn(`download of ${id} cut: ${(e as Error).message}`);
+        res.destroy();
+      }
     } finally {
       res.off('close', onClose);
     }
