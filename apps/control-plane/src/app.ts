@@ -7,6 +7,7 @@ import { loadCpConfig, type CpConfig } from './config';
 import { CoreModule } from './core/core.module';
 import { AuthGuard } from './http/auth';
 import { AgentsController, CampaignsController, EventsController, HostsController, MeController, MigrationsController, OperationsController, OpsController, VmsController } from './http/controllers';
+import { CheckpointsController } from './http/checkpoints.controller';
 import { EventsHub } from './http/events.hub';
 import { CampaignRunnerService } from './worker/campaign-runner.service';
 import { SchedulerService } from './worker/scheduler.service';
@@ -16,7 +17,7 @@ export class HttpModule {
   static forRoot(): DynamicModule {
     return {
       module: HttpModule,
-      controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, AgentsController, EventsController, MeController, OpsController],
+      controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, CheckpointsController, AgentsController, EventsController, MeController, OpsController],
       providers: [EventsHub, { provide: APP_GUARD, useClass: AuthGuard }],
     };
   }

@@ -29,6 +29,8 @@ export const configSchema = z.object({
   /** HMAC secret for agent tokens (default: FERRY_ADMIN_TOKEN). */
   FERRY_AGENT_SECRET: z.string().min(8).optional(),
   FERRY_STORE_URL: z.string().url().default('http://127.0.0.1:8090'),
+  /** The control plane's own bearer token for the suspend-store (read + write: lists, downloads, deletes checkpoints). Default: FERRY_ADMIN_TOKEN. */
+  FERRY_STORE_TOKEN: z.string().min(8, 'must be at least 8 characters').optional(),
   /** Prefix of every Redis key of the control plane's state. */
   FERRY_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only').default('ferry'),
   /** BullMQ prefix of the host queues (agents must use the same). */
@@ -52,11 +54,11 @@ export const configSchema = z.object({
   FERRY_EVENTS_MAXLEN: env.int(10_000, 100),
 });
 
-export type CpConfig = z.output<typeof configSchema> & { agentSecret: string };
+export type CpConfig = z.output<typeof configSchema> & { agentSecret: string; storeToken: string };
 
 export function loadCpConfig(e: Record<string, string | undefined>): CpConfig {
   const c = loadConfig(configSchema, e);
-  return { ...c, agentSecret: c.FERRY_AGENT_SECRET ?? c.FERRY_ADMIN_TOKEN };
+  return { ...c, agentSecret: c.FERRY_AGENT_SECRET ?? c.FERRY_ADMIN_TOKEN, storeToken: c.FERRY_STORE_TOKEN ?? c.FERRY_ADMIN_TOKEN };
 }
 
 export const CP_CONFIG = Symbol('CP_CONFIG');

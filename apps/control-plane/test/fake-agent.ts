@@ -21,6 +21,7 @@ import {
   type VmSpec,
 } from '@ferry/contracts';
 import { HandlerRegistry, startHostWorker, type HostJobHandler } from '@ferry/queue';
+import { encodeV2, synthStream } from '@ferry/stream-codec';
 
 export interface FakeGuest extends VmSpec {
   state: GuestInventory['state'];
@@ -43,6 +44,15 @@ export interface FakeAgentOptions {
   roundMs?: number;
   rounds?: number;
   heartbeatMs?: number;
+  /** When set, suspends upload a small real v2 image to the suspend-store (p.store.url) and resumes download it. */
+  storeToken?: string;
+}
+
+/** A small valid v2 image, as a sim guest's suspend would store. */
+async function storeImage(guest: 'pv' | 'hvm'): Promise<Blob> {
+  const parts: Uint8Array<ArrayBuffer>[] = [];
+  for await (const c of encodeV2(synthStream({ guest, framing: 'libxl', pages: 16 }))) parts.push(new Uint8Array(c));
+  return new Blob(parts);
 }
 
 export function digest(s: string): string {
@@ -66,6 +76,8 @@ export class FakeAgent {
   pauseBeforeCommit: Promise<void> | null = null;
   /** One-shot: after the commit was granted, hold (guest paused, nothing reported) until it resolves, as a target that died there and came back. */
   holdAfterCommit: Promise<void> | null = null;
+  /** Holds a resume after its first progress report until it resolves. */
+  resumeGate: Promise<void> | null = null;
   failSend: { code: 'STREAM_ERROR'; retryable: boolean } | null = null;
   readonly jobsSeen: string[] = [];
   private readonly cancelled = new Set<string>();
@@ -266,6 +278,16 @@ export class FakeAgent {
           await this.report({ type: 'failed', operationId: p.operationId, attempt: p.attempt, job: 'suspend', error: { code: 'CANCELLED', message: 'cancelled', retryable: false } });
           throw new Cancelled('cancelled');
         }
+        if (this.o.storeToken) {
+          const url = `${p.store.url}/v1/checkpoints/${encodeURIComponent(p.store.checkpointId)}?vm=${encodeURIComponent(p.vmId)}`;
+          const res = await fetch(url, { method: 'PUT', headers: { authorization: `Bearer ${this.o.storeToken}`, 'content-type': 'application/octet-stream' }, body: await storeImage(g.type) });
+          if (!res.ok) {
+            const message = `store refused the upload: ${res.status} ${await res.text()}`;
+            await this.report({ type: 'failed', operationId: p.operationId, attempt: p.attempt, job: 'suspend', error: { code: 'STREAM_ERROR', message, retryable: false } });
+            throw new Error(message);
+          }
+          await res.arrayBuffer();
+        }
         fakeStore.set(p.store.checkpointId, { ...g });
         this.guests.delete(p.vmId);
         const { memory, state: _s, ...spec } = g;
@@ -276,6 +298,17 @@ export class FakeAgent {
       resume: async (p) => {
         const g = fakeStore.get(p.store.checkpointId);
         if (!g) throw new Error('no checkpoint');
+        await this.progress(p.operationId, p.attempt, 'resume', 'downloading', { bytesDone: 1, bytesTotal: 2 });
+        if (this.resumeGate) await this.resumeGate;
+        if (this.o.storeToken) {
+          const res = await fetch(`${p.store.url}/v1/checkpoints/${encodeURIComponent(p.store.checkpointId)}`, { headers: { authorization: `Bearer ${this.o.storeToken}` } });
+          const body = await res.arrayBuffer();
+          if (!res.ok) {
+            const message = `store: ${res.status} ${Buffer.from(body).toString().slice(0, 200)}`;
+            await this.report({ type: 'failed', operationId: p.operationId, attempt: p.attempt, job: 'resume', error: { code: 'STREAM_ERROR', message, retryable: false } });
+            throw new Error(message);
+          }
+        }
         this.guests.set(g.vmId, { ...g, state: 'running' });
         const result = { vmId: g.vmId, memoryDigest: digest(g.memory) };
         await this.report({ type: 'completed', operationId: p.operationId, attempt: p.attempt, job: 'resume', result });

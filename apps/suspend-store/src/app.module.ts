@@ -8,6 +8,7 @@ import { CheckpointRepository } from './checkpoints/checkpoint.repository';
 import { CheckpointsController } from './checkpoints/checkpoints.controller';
 import { CheckpointsService } from './checkpoints/checkpoints.service';
 import { ConversionService } from './checkpoints/conversion.service';
+import { RetentionController } from './checkpoints/retention.controller';
 import { RetentionService } from './checkpoints/retention.service';
 import { ErrorFilter } from './common/error.filter';
 import { STORE_CONFIG } from './common/tokens';
@@ -20,7 +21,7 @@ export class AppModule {
   static forConfig(config: StoreConfig): DynamicModule {
     return {
       module: AppModule,
-      controllers: [CheckpointsController, TokensController, HealthController],
+      controllers: [CheckpointsController, RetentionController, TokensController, HealthController],
       providers: [
         { provide: STORE_CONFIG, useValue: config },
         backendProvider,

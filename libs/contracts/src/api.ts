@@ -5,6 +5,7 @@
 import type { Bitness, ByteOrder, GuestType, RestoreFormat, StreamFormat, Toolstack } from './toolstack';
 import type { MigrationMode, MigrationPhase, MigrationProgress } from './migration';
 import type { GuestRunState, HostCapacity } from './jobs';
+import type { CheckpointDto } from './checkpoints';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 /** In rising rank: each may do what the ones before it may. */
@@ -119,6 +120,8 @@ export interface SuspendRequest {
 export interface ResumeRequest {
   /** Host to resume on; the scheduler picks a compatible one when absent. */
   host?: string;
+  /** Checkpoint to resume from (any checkpoint of this VM, see GET /v1/checkpoints?vm=); default: the latest. */
+  checkpointId?: string;
 }
 
 export type OperationKind = 'suspend' | 'resume' | 'upgrade' | 'inventory';
@@ -282,7 +285,7 @@ export interface CampaignDto {
 
 // ---------- events (SSE on GET /v1/events) ----------
 
-export type EventEntity = 'host' | 'vm' | 'migration' | 'campaign' | 'operation';
+export type EventEntity = 'host' | 'vm' | 'migration' | 'campaign' | 'operation' | 'checkpoint';
 
 export type FerryEventType =
   | 'host.updated'
@@ -291,7 +294,9 @@ export type FerryEventType =
   | 'migration.updated'
   | 'migration.progress'
   | 'operation.updated'
-  | 'campaign.updated';
+  | 'campaign.updated'
+  | 'checkpoint.updated'
+  | 'checkpoint.deleted';
 
 /** One SSE message: `id:` = Redis stream id (send Last-Event-ID to resume), `event:` = type, `data:` = JSON of this. */
 export interface FerryEvent {
@@ -300,7 +305,7 @@ export interface FerryEvent {
   at: string;
   entity: EventEntity;
   entityId: string;
-  data: HostDto | VmDto | MigrationDto | OperationDto | CampaignDto | Record<string, unknown>;
+  data: HostDto | VmDto | MigrationDto | OperationDto | CampaignDto | CheckpointDto | Record<string, unknown>;
 }
 
 export interface HealthDto {

@@ -23,6 +23,7 @@ import type {
   Page,
   VmDto,
 } from './api';
+import type { CheckpointDownloadLinkDto, CheckpointDto, CheckpointImageQuery, CheckpointListQuery, CheckpointPage } from './checkpoints';
 
 export class FerryApiError extends Error {
   override name = 'FerryApiError';
@@ -94,7 +95,9 @@ export class FerryClient {
     list: (q: { host?: string; state?: string; limit?: number; offset?: number } = {}) => this.request<Page<VmDto>>('GET', `/v1/vms${qs(q)}`),
     get: (id: string) => this.request<VmDto>('GET', `/v1/vms/${enc(id)}`),
     suspend: (id: string) => this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/suspend`, {}),
-    resume: (id: string, host?: string) => this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/resume`, host ? { host } : {}),
+    /** From the latest checkpoint unless `checkpointId` names another of this VM's. */
+    resume: (id: string, host?: string, checkpointId?: string) =>
+      this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/resume`, { ...(host ? { host } : {}), ...(checkpointId ? { checkpointId } : {}) }),
   };
 
   readonly operations = {
@@ -118,6 +121,37 @@ export class FerryClient {
     pause: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/pause`),
     resume: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/resume`),
     abort: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/abort`),
+  };
+
+  readonly checkpoints = {
+    /** Newest first; `vm` filters to one VM's checkpoints. */
+    list: (q: CheckpointListQuery = {}) => this.request<CheckpointPage>('GET', `/v1/checkpoints${qs(q as Query)}`),
+    get: (id: string) => this.request<CheckpointDto>('GET', `/v1/checkpoints/${enc(id)}`),
+    /** 204; 409 while a resume reads it, or when it is the only image of a suspended VM. */
+    delete: (id: string) => this.request<void>('DELETE', `/v1/checkpoints/${enc(id)}`),
+    /** A URL that downloads the image without a bearer header, valid for a minute (for browsers' own downloads). */
+    downloadLink: (id: string, q: CheckpointImageQuery = {}) => this.request<CheckpointDownloadLinkDto>('POST', `/v1/checkpoints/${enc(id)}/download-link${qs(q as Query)}`),
+    /**
+     * The image bytes, streamed (the response body is not read here). Headers carry
+     * content-length and x-ferry-sha256 (of the v2 image). A non-2xx answer throws FerryApiError.
+     */
+    download: async (id: string, q: CheckpointImageQuery = {}, opts: { signal?: AbortSignal; range?: string } = {}): Promise<Response> => {
+      const res = await this.f(`${this.base}/v1/checkpoints/${enc(id)}/image${qs(q as Query)}`, {
+        headers: { authorization: `Bearer ${this.opts.token}`, ...(opts.range ? { range: opts.range } : {}) },
+        signal: opts.signal,
+      });
+      if (!res.ok) {
+        const text = await res.text();
+        let body: ApiError | string = text || res.statusText;
+        try {
+          body = JSON.parse(text) as ApiError;
+        } catch {
+          /* not JSON */
+        }
+        throw new FerryApiError(res.status, body);
+      }
+      return res;
+    },
   };
 
   health = () => this.request<HealthDto>('GET', '/readyz');

@@ -19,7 +19,8 @@ const VERBS: Record<string, Verb> = {
   vms: { summary: 'list VMs or show one', module: '../commands/vms' },
   migrate: { summary: 'migrate a VM, with a live progress bar', module: '../commands/migrate' },
   suspend: { summary: 'suspend a VM into the suspend-store', module: '../commands/suspend' },
-  resume: { summary: 'resume a VM from the suspend-store', module: '../commands/resume' },
+  resume: { summary: 'resume a VM from the suspend-store (its latest checkpoint, or --checkpoint ID)', module: '../commands/resume' },
+  checkpoints: { summary: 'list, show, delete or download checkpoints (suspend images)', module: '../commands/checkpoints' },
   campaign: { summary: 'plan, start and watch an upgrade campaign', module: '../commands/campaign' },
 };
 

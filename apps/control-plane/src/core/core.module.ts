@@ -5,11 +5,14 @@ import { HostJobProducer } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { AgentService } from './agent.service';
 import { CampaignsService } from './campaigns.service';
+import { CheckpointsRepository } from './checkpoints.repo';
+import { CheckpointsService } from './checkpoints.service';
 import { DrainService } from './drain.service';
 import { HostsService } from './hosts.service';
 import { MetricsService } from './metrics.service';
 import { MigrationsService } from './migrations.service';
 import { OperationsService } from './operations.service';
+import { SuspendStoreClient } from './store.client';
 import { CampaignsRepository, EventsRepository, HostsRepository, MigrationsRepository, OperationsRepository, RedisKeys, VmsRepository } from './repos';
 
 @Injectable()
@@ -41,6 +44,9 @@ const services = [
   CampaignsService,
   AgentService,
   DrainService,
+  SuspendStoreClient,
+  CheckpointsRepository,
+  CheckpointsService,
 ];
 
 /** Shared by the HTTP app (main.ts) and the worker (worker.ts): config, Redis, repositories, services. */

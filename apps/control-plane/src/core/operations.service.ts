@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { HostJobProducer } from '@ferry/queue';
-import { canReceive, cancelPayload, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack } from '@ferry/contracts';
+import { canReceive, cancelPayload, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack, type VmSpec } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
+import { CheckpointsService } from './checkpoints.service';
 import { fail } from './errors';
 import { MetricsService } from './metrics.service';
 import { HostsService, hostToDto, vmToDto } from './hosts.service';
@@ -24,6 +25,7 @@ export class OperationsService {
     private readonly producer: HostJobProducer,
     private readonly hostFlags: HostsService,
     private readonly metrics: MetricsService,
+    private readonly checkpoints: CheckpointsService,
   ) {}
 
   private readonly log = new Logger('Operations');
@@ -38,7 +40,7 @@ export class OperationsService {
     return { items: items.map(opToDto), total, limit, offset };
   }
 
-  private async create(kind: OperationKind, fields: { id?: string; vmId?: string; hostId?: string | null; campaignId?: string | null; payload?: Record<string, unknown> }): Promise<OperationRecord> {
+  private async create(kind: OperationKind, fields: { id?: string; vmId?: string; hostId?: string | null; campaignId?: string | null; checkpointId?: string; payload?: Record<string, unknown> }): Promise<OperationRecord> {
     const now = nowIso();
     const op: OperationRecord = {
       id: fields.id ?? newId(kind === 'suspend' ? 'sus' : kind === 'resume' ? 'res' : kind === 'upgrade' ? 'upg' : 'inv'),
@@ -48,7 +50,7 @@ export class OperationsService {
       state: 'queued',
       phase: 'queued',
       progress: { bytesDone: 0, bytesTotal: 0 },
-      checkpointId: kind === 'suspend' ? newId('ckpt') : null,
+      checkpointId: kind === 'suspend' ? newId('ckpt') : (fields.checkpointId ?? null),
       campaignId: fields.campaignId ?? null,
       error: null,
       createdAt: now,
@@ -74,21 +76,35 @@ export class OperationsService {
     return this.get(op.id);
   }
 
-  async resume(vmId: string, hostId: string | undefined, campaignId: string | null = null, id?: string): Promise<OperationDto> {
+  /**
+   * Resumes a suspended VM from its latest checkpoint, or from `checkpointId` (any checkpoint of this
+   * VM): 404 for an unknown one or one the store no longer has, 409 for another VM's or one being deleted.
+   */
+  async resume(vmId: string, hostId: string | undefined, campaignId: string | null = null, id?: string, checkpointId?: string): Promise<OperationDto> {
     if (id && (await this.repo.get(id))) return this.get(id);
     const vm = await this.vms.get(vmId);
     if (!vm) throw fail(404, `vm '${vmId}' not found`);
-    if (vm.state !== 'suspended' || !vm.checkpoint) throw fail(409, `vm '${vmId}' is not suspended (state ${vm.state})`);
+    if (vm.state !== 'suspended' || !vm.checkpoint) {
+      const where = vm.hostId ? ` on host '${vm.hostId}'` : '';
+      throw fail(409, `vm '${vmId}' is not suspended (state ${vm.state}${where})${checkpointId ? ': only a suspended VM resumes from a checkpoint; suspend it first' : ''}`);
+    }
+    const from = await this.checkpoints.forResume(vmId, vm.checkpoint.id, checkpointId);
+    const spec = from.spec ?? vm.spec;
     if (hostId !== undefined) {
       const h = await this.hosts.get(hostId);
       if (!h) throw fail(404, `host '${hostId}' not found`);
-      const c = canReceive(h.info.toolstack, vm.spec);
+      const c = canReceive(h.info.toolstack, spec);
       if (!c.ok) throw fail(422, `host '${hostId}' cannot resume vm '${vmId}': ${c.reason}`);
     }
-    const op = await this.create('resume', { id, vmId, hostId: hostId ?? null, campaignId, payload: { requestedHost: hostId ?? null } });
+    const op = await this.create('resume', { id, vmId, hostId: hostId ?? null, campaignId, checkpointId: from.id, payload: { requestedHost: hostId ?? null, spec } });
     if (!(await this.vms.claim(vmId, op.id))) {
       await this.repo.transition(op.id, ['queued'], { state: 'failed', error: { code: 'BUSY', message: 'vm has an active operation' } });
       throw fail(409, `vm '${vmId}' already has an active operation`);
+    }
+    // Pinned while the operation is queued or running: a delete of this checkpoint is refused meanwhile.
+    if (!(await this.checkpoints.pin(from.id, op.id))) {
+      await this.failOp(op, 'BUSY', `checkpoint ${from.id} is being deleted`);
+      throw fail(409, `checkpoint '${from.id}' is being deleted`);
     }
     await this.tryDispatch(op.id);
     return this.get(op.id);
@@ -119,17 +135,20 @@ export class OperationsService {
       await this.producer.dispatch(vm.hostId, 'suspend', { operationId: id, attempt: op.attempt, vmId: vm.id, store, keepRunning: false });
     } else if (op.kind === 'resume') {
       const vm = await this.vms.get(op.vmId ?? '');
-      if (!vm || !vm.checkpoint) return this.failOp(op, 'VM_NOT_FOUND', 'vm or checkpoint gone');
-      const host = await this.pickResumeHost(vm.spec, op.payload.requestedHost as string | null);
+      // Operations queued before checkpoints were a resource carry no checkpoint id: they take the latest.
+      const checkpointId = op.checkpointId ?? vm?.checkpoint?.id;
+      if (!vm || !checkpointId) return this.failOp(op, 'VM_NOT_FOUND', 'vm or checkpoint gone');
+      const spec = (op.payload.spec as VmSpec | undefined) ?? vm.spec;
+      const host = await this.pickResumeHost(spec, op.payload.requestedHost as string | null);
       if (!host) {
         await this.repo.transition(id, ['queued'], { phase: 'queued: no compatible online host with capacity' });
         return false;
       }
-      const c = canReceive(host.info.toolstack, vm.spec);
+      const c = canReceive(host.info.toolstack, spec);
       if (!c.ok) return this.failOp(op, 'INCOMPATIBLE', c.reason);
-      if (!(await this.repo.transition(id, ['queued'], { state: 'running', phase: 'dispatched', hostId: host.id, checkpointId: vm.checkpoint.id }))) return false;
+      if (!(await this.repo.transition(id, ['queued'], { state: 'running', phase: 'dispatched', hostId: host.id, checkpointId }))) return false;
       await this.vms.put(vm.id, { state: 'resuming' });
-      await this.producer.dispatch(host.id, 'resume', { operationId: id, attempt: op.attempt, vm: vm.spec, store: { url: this.cfg.FERRY_STORE_URL, checkpointId: vm.checkpoint.id }, restore: c.restore });
+      await this.producer.dispatch(host.id, 'resume', { operationId: id, attempt: op.attempt, vm: spec, store: { url: this.cfg.FERRY_STORE_URL, checkpointId }, restore: c.restore });
     } else if (op.kind === 'upgrade') {
       if (!op.hostId || !this.online(await this.hosts.get(op.hostId))) return false;
       if (!(await this.repo.transition(id, ['queued'], { state: 'running', phase: 'dispatched' }))) return false;
@@ -228,6 +247,7 @@ export class OperationsService {
         },
         hostId,
       );
+      await this.checkpoints.record({ id: c.checkpointId, vmId: op.vmId, createdAt: Number.isFinite(Date.parse(r.at)) ? new Date(r.at).toISOString() : nowIso(), sourceHostId: hostId, bytes: c.bytes, sha256: c.sha256, memoryDigest: c.memoryDigest, vm: c.vm, operationId: op.id });
     } else if (r.job === 'resume' && op.vmId) {
       const vm = await this.vms.get(op.vmId);
       await this.vms.put(op.vmId, { hostId, state: 'running', activeOp: null, memoryDigest: r.result.memoryDigest }, vm?.hostId ?? null);

@@ -27,6 +27,9 @@ export class Keys {
   camp = (id: string) => `${this.p}:camp:${id}`;
   camps = () => `${this.p}:camps`;
   campsActive = () => `${this.p}:camps:active`;
+  ckpt = (id: string) => `${this.p}:ckpt:${id}`;
+  ckpts = () => `${this.p}:ckpts`;
+  ckptsVm = (vmId: string) => `${this.p}:ckpts:vm:${vmId}`;
   idem = (key: string) => `${this.p}:idem:${key}`;
   events = () => `${this.p}:events`;
   lease = (name: string) => `${this.p}:lease:${name}`;

@@ -71,9 +71,10 @@ export class VmsController {
   suspend(@Param('id', new ZodPipe(S.vmId, 'id')) id: string, @Body(new ZodPipe(S.suspendBody)) _b: unknown) {
     return this.ops.suspend(id);
   }
-  @Post(':id/resume') @HttpCode(202) @Roles('operator') @body(S.resumeBody) @ApiOperation({ summary: 'resume the VM from its latest checkpoint (host picked when absent)' })
+  @Post(':id/resume') @HttpCode(202) @Roles('operator') @body(S.resumeBody)
+  @ApiOperation({ summary: 'resume a suspended VM from its latest checkpoint, or from checkpointId (any of its checkpoints); host picked when absent' })
   resume(@Param('id', new ZodPipe(S.vmId, 'id')) id: string, @Body(new ZodPipe(S.resumeBody)) b: z.output<typeof S.resumeBody>) {
-    return this.ops.resume(id, b.host);
+    return this.ops.resume(id, b.host, null, undefined, b.checkpointId);
   }
 }
 
@@ -180,7 +181,7 @@ export class AgentsController {
   }
 }
 
-const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campaign', 'operation']).optional(), id: S.anyId.optional() }).strict();
+const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campaign', 'operation', 'checkpoint']).optional(), id: S.anyId.optional() }).strict();
 
 @ApiTags('events')
 @ApiBearerAuth()

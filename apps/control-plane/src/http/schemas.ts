@@ -1,4 +1,4 @@
-import { AGENT_ERROR_CODES, HOST_ID_PATTERN, HOST_JOB_NAMES, MIGRATION_PHASES, VM_ID_PATTERN } from '@ferry/contracts';
+import { AGENT_ERROR_CODES, HOST_ID_PATTERN, HOST_JOB_NAMES, MIGRATION_PHASES, VM_ID_PATTERN, resumeRequestSchema } from '@ferry/contracts';
 import { z } from './validation';
 
 export const hostId = z.string().regex(HOST_ID_PATTERN, 'must match [A-Za-z0-9_.-]{1,64}');
@@ -46,7 +46,7 @@ export const vmQuery = z.object({ host: hostId.optional(), state: z.string().max
 
 export const maintenance = z.object({ enabled: z.boolean() }).strict();
 export const drain = z.object({ evacuate: z.boolean().optional() }).strict();
-export const resumeBody = z.object({ host: hostId.optional() }).strict();
+export const resumeBody = resumeRequestSchema;
 export const suspendBody = z.object({ reason: z.string().max(500).optional() }).strict();
 
 export const createCampaign = z

@@ -6,6 +6,15 @@ import { MetricsService } from '../metrics/metrics.service';
 import type { CheckpointMeta } from './checkpoint.model';
 import { CheckpointRepository } from './checkpoint.repository';
 
+/** The policy as GET /v1/retention shows it, with when it last ran and when it runs next. */
+export interface RetentionPolicyView {
+  keepLast: number | null;
+  maxAgeMs: number | null;
+  intervalMs: number;
+  lastPassAt: string | null;
+  nextPassAt: string;
+}
+
 export interface RetentionReport {
   expired: string[];
   orphansRemoved: number;
@@ -23,6 +32,9 @@ export class RetentionService implements OnApplicationBootstrap, OnModuleDestroy
   private readonly log = new Logger('Retention');
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<RetentionReport> | undefined;
+  /** When the interval timer was (re)armed, and when the last pass ended. */
+  private armedAt = Date.now();
+  private lastPassAt: number | null = null;
 
   constructor(
     private readonly repo: CheckpointRepository,
@@ -33,13 +45,31 @@ export class RetentionService implements OnApplicationBootstrap, OnModuleDestroy
 
   onApplicationBootstrap(): void {
     const every = this.config.retention.intervalMs;
-    this.timer = setInterval(() => void this.runOnce().catch(() => undefined), every);
+    this.armedAt = Date.now();
+    this.timer = setInterval(() => {
+      this.armedAt = Date.now();
+      void this.runOnce().catch(() => undefined);
+    }, every);
     this.timer.unref();
   }
 
   async onModuleDestroy(): Promise<void> {
     clearInterval(this.timer);
     await this.running?.catch(() => undefined);
+  }
+
+  /** The policy, for clients that show what it will keep and remove (the control plane's checkpoint views). */
+  policy(now = Date.now()): RetentionPolicyView {
+    const { keepLast, maxAgeMs, intervalMs } = this.config.retention;
+    // The timer fires every intervalMs from armedAt; the next tick is the first one after now.
+    const next = this.armedAt + (Math.floor(Math.max(0, now - this.armedAt) / intervalMs) + 1) * intervalMs;
+    return {
+      keepLast: keepLast ?? null,
+      maxAgeMs: maxAgeMs ?? null,
+      intervalMs,
+      lastPassAt: this.lastPassAt === null ? null : new Date(this.lastPassAt).toISOString(),
+      nextPassAt: new Date(next).toISOString(),
+    };
   }
 
   /** One pass (a pass already running is joined, not doubled). */
@@ -51,6 +81,7 @@ export class RetentionService implements OnApplicationBootstrap, OnModuleDestroy
       })
       .finally(() => {
         this.running = undefined;
+        this.lastPassAt = Date.now();
       });
     return this.running;
   }
