@@ -66,6 +66,15 @@ describe('ferry operator verbs', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/HTTP 404/);
 
+    // Following an unknown id ends at once with the API's 404, in one line (it used to reconnect forever).
+    for (const args of [['campaign', 'watch', 'nope'], ['migrate', '--watch', 'nope']]) {
+      const watch = await ferry(url, args);
+      expect(watch.code, args.join(' ')).toBe(1);
+      expect(watch.stderr.trim().split('\n'), watch.stderr).toHaveLength(1);
+      expect(watch.stderr).toMatch(/not found.*\(HTTP 404\)$/m);
+      expect(watch.stderr).not.toMatch(/MaxListeners|continues/);
+    }
+
     const bad = await ferry(url, ['hosts', 'list'], 'wrong-token-xxxxxxxx');
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
