@@ -23,7 +23,7 @@ afterEach(async () => {
 const api: ControlPlaneApi = {
   register: () => Promise.reject(new Error('unused')),
   heartbeat: () => Promise.reject(new Error('unused')),
-  reports: () => Promise.resolve({}),
+  reports: () => Promise.resolve({ accepted: 0, cancelOperations: [] }),
   commit: () => Promise.reject(new Error('unused')),
   decision: () => Promise.reject(new Error('unused')),
 };
