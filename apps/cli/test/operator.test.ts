@@ -66,6 +66,15 @@ describe('ferry operator verbs', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/HTTP 404/);
 
+    // Following an unknown id ends at once with the API's 404, in one line (it used to reconnect forever).
+    for (const args of [['campaign', 'watch', 'nope'], ['migrate', '--watch', 'nope']]) {
+      const watch = await ferry(url, args);
+      expect(watch.code, args.join(' ')).toBe(1);
+      expect(watch.stderr.trim().split('\n'), watch.stderr).toHaveLength(1);
+      expect(watch.stderr).toMatch(/not found.*\(HTTP 404\)$/m);
+      expect(watch.stderr).not.toMatch(/MaxListeners|continues/);
+    }
+
     const bad = await ferry(url, ['hosts', 'list'], 'wrong-token-xxxxxxxx');
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
@@ -88,7 +97,7 @@ describe('ferry operator verbs', () => {
     // not a TTY: plain progress lines, then the outcome
     expect(r.stdout).toMatch(/migration \S+ precopy .*round \d+/);
     expect(r.stdout).toMatch(/cancellable/);
-    expect(r.stdout).toMatch(/completed: vm-m now runs on dst; downtime [\d.]+ m?s, \d+ pre-copy round/);
+    expect(r.stdout, r.stdout).toMatch(/completed: vm-m now runs on dst; downtime [\d.]+ m?s, \d+ pre-copy round/);
 
     const vm = await ferry(url, ['vms', 'get', 'vm-m', '--json']);
     expect(JSON.parse(vm.stdout)).toMatchObject({ hostId: 'dst', state: 'running' });
@@ -115,8 +124,12 @@ describe('ferry operator verbs', () => {
     const j = await ferry(url, ['campaign', 'plan', '--bitness', '32', '--json']);
     expect(JSON.parse(j.stdout)).toMatchObject({ feasible: true, hosts: [{ hostId: 'old-a' }] });
 
+    // an infeasible plan is not a success: `plan && start` must stop there
     const blocked = await ferry(url, ['campaign', 'plan', '--hosts', 'zzz']);
-    expect(blocked.code).toBe(0);
+    expect(blocked.code).toBe(3);
+    const blockedJson = await ferry(url, ['campaign', 'plan', '--hosts', 'zzz', '--json']);
+    expect(blockedJson.code).toBe(3);
+    expect(JSON.parse(blockedJson.stdout)).toMatchObject({ feasible: false });
     expect(blocked.stdout).toMatch(/blockers \(1\):\nCODE.*\nNO_HOSTS/);
     expect(blocked.stdout).toMatch(/feasible: no/);
 
@@ -168,7 +181,8 @@ describe('ferry operator verbs', () => {
     expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/host old-w: draining/);
     expect(r.stdout).toMatch(/host old-w: done/);
-    expect(r.stdout).toMatch(/\(cli-test\): completed, 1\/1 host\(s\) done\n$/);
+    expect(r.stdout).toMatch(/\(cli-test\): completed, 1\/1 host\(s\) done, took \d+(\.\d+)? m?s\n$/);
+    expect(r.stdout).toMatch(/host old-w: done in \d+/);
     const id = /campaign (\S+) started/.exec(r.stderr)![1]!;
 
     const l = await ferry(url, ['campaign', 'list']);

@@ -1,26 +1,18 @@
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getS3Config, s3StoreEnv, uniqueBucket } from '@ferry/testing/src/s3';
+import { openRealXenImage, REAL_XEN_IMAGES, type RealXenImage } from '@ferry/testing/src/real-xen';
 import { dropBucket, startStore, tempDir, type TestStore } from './helpers';
 
 /**
  * The real Xen 4.17 images (xl framing, as `xl save` writes them) go in and come back
- * byte-identical, on both backends. Read from the shared corpus, never copied into the repo.
+ * byte-identical, on both backends. The images are the repository's fixtures
+ * (libs/testing/fixtures/real-xen-4.17).
  */
-const CORPUS = path.resolve(__dirname, '../../../../shared/corpus/real-xen-4.17');
-const IMAGES = [
-  { file: 'pv-88M.xlsave.gz', guest: 'pv', bytes: 92468222, sha256: 'defd307b6d3fa1944b294378f76a736abb6a156db1eeaac953b8f8933beb5dbd' },
-  { file: 'hvm-64M.xlsave.gz', guest: 'hvm', bytes: 75545289, sha256: '014d5378a6d3791cbfe7245516dd173c635edcba90edcdab0118a6689222063d' },
-] as const;
-const have = fs.existsSync(path.join(CORPUS, IMAGES[0].file));
-if (!have) console.warn(`[suspend-store real images] skipped: no corpus at ${CORPUS}`);
-
-async function roundTrip(store: TestStore, img: (typeof IMAGES)[number], id: string): Promise<void> {
-  const body = fs.createReadStream(path.join(CORPUS, img.file)).pipe(createGunzip({ chunkSize: 1 << 20 }));
+async function roundTrip(store: TestStore, img: RealXenImage, id: string): Promise<void> {
+  const body = openRealXenImage(img);
   const res = await store.call('PUT', `/v1/checkpoints/${id}?vm=vm-real-${img.guest}&width=auto`, { body: Readable.from(body) });
   const meta = (await res.json()) as { stats: { pages: number; vcpus: number } } & Record<string, unknown>;
   expect(res.status, JSON.stringify(meta)).toBe(201);
@@ -43,7 +35,7 @@ async function roundTrip(store: TestStore, img: (typeof IMAGES)[number], id: str
   expect(h.digest('hex')).toBe(img.sha256);
 }
 
-describe.skipIf(!have)('real Xen 4.17 images through the store', () => {
+describe('real Xen 4.17 images through the store', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterAll(async () => {
     for (const c of cleanups) await c();
@@ -56,7 +48,7 @@ describe.skipIf(!have)('real Xen 4.17 images through the store', () => {
       await store.close();
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    for (const img of IMAGES) await roundTrip(store, img, `real-${img.guest}`);
+    for (const img of REAL_XEN_IMAGES) await roundTrip(store, img, `real-${img.guest}`);
   }, 180_000);
 
   it('S3: both images round-trip byte-identical', async (ctx) => {
@@ -68,6 +60,6 @@ describe.skipIf(!have)('real Xen 4.17 images through the store', () => {
       await store.close();
       await dropBucket(c!, bucket);
     });
-    for (const img of IMAGES) await roundTrip(store, img, `real-${img.guest}`);
+    for (const img of REAL_XEN_IMAGES) await roundTrip(store, img, `real-${img.guest}`);
   }, 300_000);
 });

@@ -178,7 +178,8 @@ export class FerryClient {
     onUpdate(m);
     if (['completed', 'failed', 'cancelled'].includes(m.phase)) return m;
     const ctrl = new AbortController();
-    signal?.addEventListener('abort', () => ctrl.abort());
+    const link = (): void => ctrl.abort();
+    signal?.addEventListener('abort', link, { once: true });
     // an event between the GET and the subscription could be missed: re-check every 2 s
     const poll = setInterval(() => {
       this.migrations.get(id).then(
@@ -197,6 +198,8 @@ export class FerryClient {
     } catch (e) {
       if (!ctrl.signal.aborted) throw e;
     } finally {
+      // the caller's signal may outlive many watches: leave no listener on it
+      signal?.removeEventListener('abort', link);
       clearInterval(poll);
       ctrl.abort();
     }

@@ -17,6 +17,7 @@ import {
   type GuestInventory,
   type MigrationDto,
   type MigrationPhase,
+  type MigrationProgress,
   type Page,
   type ResolveRequest,
   type ResolveResponse,
@@ -110,7 +111,7 @@ export class MigrationsService {
       attempt: 0,
       maxAttempts: this.cfg.FERRY_MAX_ATTEMPTS,
       cancelRequested: false,
-      progress: { bytesDone: 0, bytesTotal: vm.spec.memoryMiB * 1024 * 1024, round: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null },
+      progress: { bytesDone: 0, bytesTotal: vm.spec.memoryMiB * 1024 * 1024, round: 0, roundBytesDone: 0, roundBytesTotal: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null },
       waiting: 'waiting for the scheduler',
       restore: null,
       error: null,
@@ -163,6 +164,8 @@ export class MigrationsService {
       waiting: '',
     });
     if (!r.ok) {
+      // Cancelling what is already cancelled asks for what holds already: answer with it, change nothing.
+      if (r.phase === 'cancelled') return this.get(id);
       if (r.phase && pastPointOfNoReturn(r.phase)) throw fail(409, `migration '${id}' is past its point of no return (phase ${r.phase}); it can no longer be cancelled`);
       throw fail(409, `migration '${id}' already finished (phase ${r.phase})`);
     }
@@ -227,7 +230,9 @@ export class MigrationsService {
     if (r.type === 'progress') return this.onProgress(m, r);
     if (r.type === 'completed') {
       if (r.job === 'migrate-send') {
-        const progress = { ...m.progress, downtimeMs: r.result.downtimeMs, bytesDone: Math.max(m.progress.bytesDone, r.result.bytesSent), round: Math.max(m.progress.round, r.result.rounds) };
+        // What was sent is the total now: a finished transfer is at 100 %, whatever was estimated on the way.
+        const sent = Math.max(m.progress.bytesDone, r.result.bytesSent);
+        const progress = { ...m.progress, downtimeMs: r.result.downtimeMs, bytesDone: sent, bytesTotal: sent, roundBytesDone: m.progress.roundBytesTotal, round: Math.max(m.progress.round, r.result.rounds), etaMs: 0 };
         await this.repo.update(m.id, { sendDone: true, progress });
         await this.publish(m.id);
         return;
@@ -264,7 +269,7 @@ export class MigrationsService {
       {
         finishedAt: nowIso(),
         error: null,
-        progress: { ...m.progress, bytesDone: Math.max(m.progress.bytesDone, bytesReceived), etaMs: 0, expectedDowntimeMs: null },
+        progress: completedProgress(m.progress, bytesReceived),
       },
       { conds: { committedAttempt: String(m.attempt), attempt: String(m.attempt) } },
     );
@@ -343,8 +348,11 @@ export class MigrationsService {
     const progress = isSender
       ? {
           bytesDone: r.bytesDone,
-          bytesTotal: r.bytesTotal || m.progress.bytesTotal,
+          // the total grows when more turns out to be sent than estimated; it is never below what was sent
+          bytesTotal: Math.max(r.bytesTotal || m.progress.bytesTotal, r.bytesDone),
           round: r.round,
+          roundBytesDone: r.roundBytesDone ?? 0,
+          roundBytesTotal: Math.max(r.roundBytesTotal ?? 0, r.roundBytesDone ?? 0),
           dirtyRate: r.dirtyRate,
           rate: r.rate,
           etaMs: r.etaMs,
@@ -415,4 +423,10 @@ export class MigrationsService {
     const m = await this.repo.get(id);
     return !!m && isTerminalPhase(m.phase);
   }
+}
+
+/** A completed migration's progress: everything received is the total (100 %), nothing left to wait for. */
+export function completedProgress(p: MigrationProgress, bytesReceived: number): MigrationProgress {
+  const done = Math.max(p.bytesDone, bytesReceived);
+  return { ...p, bytesDone: done, bytesTotal: done, roundBytesDone: p.roundBytesTotal, etaMs: 0, expectedDowntimeMs: null };
 }

@@ -103,57 +103,90 @@ export function kv(pairs: [string, string | number | boolean | null | undefined]
 }
 
 export const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(bytes >= 10 * 1048576 || bytes === 0 ? 0 : 1)} MiB`;
+/** A duration for people: "850 ms", "42 s", "3m 05s", "1h 02m"; "?" when unknown. */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '?';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
 export const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '?' : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
 
 /**
  * Reads /v1/events for one entity. `onOpen` runs once the server has subscribed us (its
- * `hello` message), so a GET made there cannot miss a change that follows it. Reconnects
- * with Last-Event-ID when the stream drops. Ends when `signal` aborts.
+ * `hello` message), so a GET made there cannot miss a change that follows it; whatever `onOpen`
+ * throws (the API's 404 for an unknown id) ends the stream at once, it is not a dropped connection.
+ * Reconnects with Last-Event-ID when the stream drops. Ends when `signal` aborts. Each connection
+ * has its own AbortController linked to `signal` only while it lasts, so reconnecting never adds
+ * listeners to `signal`.
  */
 export async function* events(ctx: Ctx, entity: EventEntity, id: string, onOpen: () => Promise<void>, signal: AbortSignal): AsyncGenerator<FerryEvent> {
   let lastId: string | undefined;
   let opened = false;
   let failures = 0;
   while (!signal.aborted) {
-    let res: Response;
+    const conn = new AbortController();
+    const link = (): void => conn.abort();
+    signal.addEventListener('abort', link, { once: true });
+    let openFailed: { error: unknown } | undefined;
     try {
-      res = await fetch(`${ctx.url.replace(/\/+$/, '')}/v1/events?entity=${entity}&id=${encodeURIComponent(id)}`, {
-        headers: { authorization: `Bearer ${ctx.token}`, accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) },
-        signal,
-      });
-    } catch (e) {
-      if (signal.aborted) return;
-      if (++failures > 5) throw e;
-      await sleep(500 * failures, signal);
-      continue;
-    }
-    if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text().then((t) => { try { return JSON.parse(t) as ApiError; } catch { return t; } }));
-    try {
-      for await (const msg of sseMessages(res.body)) {
-        if (msg.event === 'hello') {
-          failures = 0;
-          // (re)subscribed: read the current state unless Last-Event-ID replays what we missed
-          if (!opened || !lastId) {
-            opened = true;
-            await onOpen();
-          }
-          continue;
-        }
-        if (msg.id && msg.id !== '0-0') lastId = msg.id;
-        yield JSON.parse(msg.data) as FerryEvent;
+      let res: Response;
+      try {
+        res = await fetch(`${ctx.url.replace(/\/+$/, '')}/v1/events?entity=${entity}&id=${encodeURIComponent(id)}`, {
+          headers: { authorization: `Bearer ${ctx.token}`, accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) },
+          signal: conn.signal,
+        });
+      } catch (e) {
+        if (signal.aborted) return;
+        if (++failures > 5) throw e;
+        await sleep(500 * failures, signal);
+        continue;
       }
-    } catch (e) {
-      if (signal.aborted) return;
-      if (++failures > 5) throw e;
+      if (!res.ok || !res.body) throw new FerryApiError(res.status, await res.text().then((t) => { try { return JSON.parse(t) as ApiError; } catch { return t; } }));
+      try {
+        for await (const msg of sseMessages(res.body)) {
+          if (msg.event === 'hello') {
+            // (re)subscribed: read the current state unless Last-Event-ID replays what we missed
+            if (!opened || !lastId) {
+              try {
+                await onOpen();
+              } catch (e) {
+                openFailed = { error: e };
+                break;
+              }
+              opened = true;
+            }
+            failures = 0;
+            continue;
+          }
+          if (msg.id && msg.id !== '0-0') lastId = msg.id;
+          yield JSON.parse(msg.data) as FerryEvent;
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        if (++failures > 5) throw e;
+      }
+    } finally {
+      signal.removeEventListener('abort', link);
+      conn.abort();
     }
+    if (openFailed) throw openFailed.error;
     if (!signal.aborted) await sleep(200, signal);
   }
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts; leaves no listener on `signal` either way. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((res) => {
-    const t = setTimeout(res, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); res(); }, { once: true });
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      res();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 }
 
