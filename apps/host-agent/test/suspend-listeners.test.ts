@@ -26,6 +26,7 @@ const api: ControlPlaneApi = {
   reports: () => Promise.resolve({ accepted: 0, cancelOperations: [] }),
   commit: () => Promise.reject(new Error('unused')),
   decision: () => Promise.reject(new Error('unused')),
+  resolve: () => Promise.reject(new Error('unused')),
 };
 
 describe('suspend/resume listeners', () => {
