@@ -101,6 +101,16 @@ describe('checkpoints', () => {
     expect(shown.body).toMatchObject({ id: c2, latest: false, retention: { rank: 2 } });
   });
 
+  it("a suspended VM's latest checkpoint from before checkpoints were a resource is recorded at start", async () => {
+    const k = w.keyPrefix;
+    await w.redis.multi().del(`${k}:ckpt:${d1}`).zrem(`${k}:ckpts`, d1).zrem(`${k}:ckpts:vm:vm2`, d1).exec();
+    expect((await api(url, `/v1/checkpoints/${d1}`)).status).toBe(404);
+    await w.cp({ FERRY_STORE_URL: store.url, FERRY_STORE_TOKEN: STORE_TOKEN });
+    const back = await api<CheckpointDto>(url, `/v1/checkpoints/${d1}`);
+    expect(back.status).toBe(200);
+    expect(back.body).toMatchObject({ id: d1, vmId: 'vm2', operationId: null, latest: true, vm: { vmId: 'vm2' } });
+  });
+
   it('bad ids and queries are 400 naming the field; unknown ids 404', async () => {
     const bad = await api<{ issues: { field: string }[] }>(url, '/v1/checkpoints?limit=0');
     expect(bad.status).toBe(400);
