@@ -77,7 +77,9 @@ describe('checkpoints', () => {
     expect(page.status).toBe(200);
     expect(page.body).toMatchObject({ total: 3, limit: 50, offset: 0 });
     expect(page.body.items.map((c) => c.id)).toEqual([c3, c2, c1]);
-    expect(page.body.retentionPolicy).toMatchObject({ keepLast: 3, maxAgeMs: 30 * 86_400_000 });
+    expect(page.body.retentionPolicy).toMatchObject({ keepLast: 3, maxAgeMs: 30 * 86_400_000, intervalMs: 600_000, lastPassAt: null });
+    const next = Date.parse(page.body.retentionPolicy!.nextPassAt) - Date.now();
+    expect(next > 0 && next <= 600_000).toBe(true);
     const [newest, , oldest] = page.body.items as [CheckpointDto, CheckpointDto, CheckpointDto];
     expect(newest).toMatchObject({ vmId: 'vm1', sourceHostId: 'h1', latest: true, onlyImageOfSuspendedVm: false, inUseBy: null, imageUrl: `/v1/checkpoints/${c3}/image` });
     expect(newest.image).toMatchObject({ sourceFormat: 'v2', framing: 'libxl', guest: 'pv' });
