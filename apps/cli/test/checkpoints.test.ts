@@ -116,4 +116,19 @@ describe('ferry checkpoints', () => {
     expect(gone.stderr).toMatch(/not found \(HTTP 404\)/);
     expect((await ferry(url, ['checkpoints', 'frobnicate'])).code).toBe(2);
   });
+
+  it('a download the store refuses or cuts (a corrupted image) exits 1 and leaves no file', async () => {
+    expect((await ferry(url, ['suspend', 'vm-k'])).code).toBe(0);
+    const [c] = JSON.parse((await ferry(url, ['checkpoints', 'list', '--vm', 'vm-k', '--json'])).stdout) as CheckpointDto[];
+    const folder = path.join(dir, 'store', 'checkpoints', c!.id);
+    const image = path.join(folder, fs.readdirSync(folder).find((f) => f.startsWith('image-'))!);
+    const bytes = fs.readFileSync(image);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 100) ^ 0xff, bytes.length - 100);
+    fs.writeFileSync(image, bytes);
+    const out = path.join(dir, 'corrupt.v2');
+    const r = await ferry(url, ['checkpoints', 'download', c!.id, '-o', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^ferry checkpoints: (suspend-store answered 500 .*\(HTTP 502\)|download of \S+ failed, nothing written: .*)\n$/);
+    expect(fs.readdirSync(dir).filter((f) => f.includes('corrupt'))).toEqual([]);
+  });
 });

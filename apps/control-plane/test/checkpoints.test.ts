@@ -77,7 +77,9 @@ describe('checkpoints', () => {
     expect(page.status).toBe(200);
     expect(page.body).toMatchObject({ total: 3, limit: 50, offset: 0 });
     expect(page.body.items.map((c) => c.id)).toEqual([c3, c2, c1]);
-    expect(page.body.retentionPolicy).toMatchObject({ keepLast: 3, maxAgeMs: 30 * 86_400_000 });
+    expect(page.body.retentionPolicy).toMatchObject({ keepLast: 3, maxAgeMs: 30 * 86_400_000, intervalMs: 600_000, lastPassAt: null });
+    const next = Date.parse(page.body.retentionPolicy!.nextPassAt) - Date.now();
+    expect(next > 0 && next <= 600_000).toBe(true);
     const [newest, , oldest] = page.body.items as [CheckpointDto, CheckpointDto, CheckpointDto];
     expect(newest).toMatchObject({ vmId: 'vm1', sourceHostId: 'h1', latest: true, onlyImageOfSuspendedVm: false, inUseBy: null, imageUrl: `/v1/checkpoints/${c3}/image` });
     expect(newest.image).toMatchObject({ sourceFormat: 'v2', framing: 'libxl', guest: 'pv' });
@@ -99,6 +101,16 @@ describe('checkpoints', () => {
     const shown = await api<CheckpointDto>(url, `/v1/checkpoints/${c2}`, { token: VIEWER });
     expect(shown.status).toBe(200);
     expect(shown.body).toMatchObject({ id: c2, latest: false, retention: { rank: 2 } });
+  });
+
+  it("a suspended VM's latest checkpoint from before checkpoints were a resource is recorded at start", async () => {
+    const k = w.keyPrefix;
+    await w.redis.multi().del(`${k}:ckpt:${d1}`).zrem(`${k}:ckpts`, d1).zrem(`${k}:ckpts:vm:vm2`, d1).exec();
+    expect((await api(url, `/v1/checkpoints/${d1}`)).status).toBe(404);
+    await w.cp({ FERRY_STORE_URL: store.url, FERRY_STORE_TOKEN: STORE_TOKEN });
+    const back = await api<CheckpointDto>(url, `/v1/checkpoints/${d1}`);
+    expect(back.status).toBe(200);
+    expect(back.body).toMatchObject({ id: d1, vmId: 'vm2', operationId: null, latest: true, vm: { vmId: 'vm2' } });
   });
 
   it('bad ids and queries are 400 naming the field; unknown ids 404', async () => {

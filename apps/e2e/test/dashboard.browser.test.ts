@@ -4,9 +4,10 @@
  * plan; inspect a legacy 32-bit save file in the page. Screenshots of the main views go to
  * test-artifacts/screenshots/.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CampaignDto } from '@ferry/contracts';
+import type { CampaignDto, CheckpointDto, OperationDto, VmDto } from '@ferry/contracts';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, alive, call, list, redisUnavailable, startStack, waitUntil, type Stack } from './stack';
@@ -154,23 +155,50 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
     await shot('inspector');
   }, 60_000);
 
-  it('shows the throughput chart, and a checkpoint with its source format, checksum and download', async () => {
+  it('shows the throughput chart', async () => {
     await page.click('[data-testid=nav-migrations]');
     await page.locator('[data-testid=throughput-chart] svg path.line').waitFor({ timeout: 10_000 });
+  });
+
+  it('shows checkpoints from the control plane: retention, download, resume from any, delete', async () => {
     await page.click('[data-testid=nav-checkpoints]');
     await page.locator('[data-testid=checkpoints]').waitFor();
-    // Suspend a VM into the store (REST, as the CLI would); the view picks it up from the vm event.
-    await call(stack, 'POST', '/v1/vms/mon-1/suspend', {});
-    const row = page.locator('[data-testid^=checkpoint-]').first();
-    await row.waitFor({ timeout: 60_000 });
-    const text = await row.innerText();
-    expect(text).toMatch(/v2|legacy/);
-    expect(text).toMatch(/[0-9a-f]{16}/);
+    await page.locator('[data-testid=retention-policy]').waitFor({ timeout: 15_000 });
+    expect(await page.locator('[data-testid=retention-policy]').innerText()).toBe('Store retention: none (checkpoints are kept until deleted).');
+
+    // Two checkpoints of mon-1 (REST, as the CLI would): suspend, resume, suspend; the view follows the events.
+    const opDone = (id: string) => waitUntil(`operation ${id}`, async () => (await call<OperationDto>(stack, 'GET', `/v1/operations/${id}`)).state === 'completed', 90_000, 250);
+    await opDone((await call<OperationDto>(stack, 'POST', '/v1/vms/mon-1/suspend', {})).id);
+    await opDone((await call<OperationDto>(stack, 'POST', '/v1/vms/mon-1/resume', {})).id);
+    await opDone((await call<OperationDto>(stack, 'POST', '/v1/vms/mon-1/suspend', {})).id);
+    const [newer, older] = await list<CheckpointDto>(stack, '/v1/checkpoints?vm=mon-1');
+    await page.locator(`[data-testid=checkpoint-${older!.id}]`).waitFor({ timeout: 30_000 });
+    await page.locator(`[data-testid=checkpoint-${newer!.id}]`).waitFor({ timeout: 30_000 });
+    await page.selectOption('[data-testid=checkpoints-vm]', 'mon-1');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=checkpoints] tbody tr').length === 2);
+    const row = page.locator(`[data-testid=checkpoint-${older!.id}]`);
+    expect(await row.innerText()).toMatch(/v2 \w+/);
+    expect(await page.locator(`[data-testid=retention-${older!.id}]`).getAttribute('title')).toBe('kept until deleted (the store has no retention policy)');
     await shot('checkpoints');
-    const [download] = await Promise.all([page.waitForEvent('download'), row.locator('button', { hasText: 'v2' }).click()]);
+
+    // Download: the browser's own download through a signed link, the bytes the store holds.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid=download-${older!.id}]`)]);
+    expect(download.suggestedFilename()).toBe(`${older!.id}.v2`);
     const file = await download.path();
-    expect(fs.statSync(file).size).toBeGreaterThan(1024);
-    await call(stack, 'POST', '/v1/vms/mon-1/resume', {});
+    expect(createHash('sha256').update(fs.readFileSync(file)).digest('hex')).toBe(older!.image!.sha256);
+
+    // Resume from the older checkpoint (not the latest), on a host the dialog offers.
+    await page.click(`[data-testid=resume-${older!.id}]`);
+    await page.click('[data-testid=resume-submit]');
+    const ops = await waitUntil('the resume', async () => (await list<OperationDto>(stack, '/v1/operations?limit=20')).find((o) => o.kind === 'resume' && o.checkpointId === older!.id), 30_000, 250);
+    await opDone(ops.id);
+    await waitUntil('mon-1 running', async () => (await call<VmDto>(stack, 'GET', '/v1/vms/mon-1')).state === 'running', 30_000, 250);
+
+    // Delete, after a confirm.
+    page.once('dialog', (d) => void d.accept());
+    await page.click(`[data-testid=delete-${newer!.id}]`);
+    await page.locator(`[data-testid=checkpoint-${newer!.id}]`).waitFor({ state: 'detached', timeout: 30_000 });
+    expect((await fetch(`${stack.url}/v1/checkpoints/${newer!.id}`, { headers: { authorization: `Bearer ${stack.token}` } })).status).toBe(404);
     expect(consoleErrors.filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 });

@@ -13,7 +13,7 @@ import type { ReadableStream } from 'node:stream/web';
 import { FerryApiError, type CheckpointDto, type CheckpointImageQuery } from '@ferry/contracts';
 import { fail, interrupt, kv, mib, parse, printJson, table, usageError, type Ctx } from './operator/common';
 
-const USAGE = `usage: ferry checkpoints [list] [--vm VM]     newest first, with what the store's retention will do
+const USAGE = `usage: ferry checkpoints [list] [--vm VM]           newest first, with what the store's retention will do
        ferry checkpoints show ID
        ferry checkpoints delete ID                  (refused while a resume reads it, or for a suspended VM's only image)
        ferry checkpoints download ID -o FILE [--legacy 32|64]

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { CheckpointDownloadLinkDto, CheckpointDto, CheckpointPage, CheckpointSummary, RetentionPolicyDto, VmSpec } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
@@ -28,7 +28,8 @@ function summary(r: CheckpointRecord): CheckpointSummary {
  * checkpoint of a suspended VM.
  */
 @Injectable()
-export class CheckpointsService {
+export class CheckpointsService implements OnApplicationBootstrap {
+  private readonly log = new Logger('Checkpoints');
   constructor(
     @Inject(CP_CONFIG) private readonly cfg: CpConfig,
     private readonly repo: CheckpointsRepository,
@@ -38,20 +39,40 @@ export class CheckpointsService {
     private readonly store: SuspendStoreClient,
   ) {}
 
-  /** A suspend completed: its checkpoint becomes a resource. */
+  /**
+   * VMs suspended before checkpoints were a resource know only their latest checkpoint: it becomes a record
+   * at start (idempotent, so every replica may do it).
+   */
+  async onApplicationBootstrap(): Promise<void> {
+    try {
+      let added = 0;
+      for (const vm of await this.vms.many(await this.vms.allIds())) {
+        const c = vm.checkpoint;
+        if (!c || (await this.repo.get(c.id))) continue;
+        await this.repo.add({ ...c, vm: vm.spec, operationId: null, image: null });
+        added++;
+      }
+      if (added) this.log.log(`recorded ${added} checkpoint(s) of VMs suspended before checkpoints were a resource`);
+    } catch (e) {
+      this.log.warn(`could not record older checkpoints: ${(e as Error).message}`);
+    }
+  }
+
+  /** A suspend completed: its checkpoint becomes a resource. The store is not asked here (this runs in an agent's report). */
   async record(rec: Omit<CheckpointRecord, 'image'>): Promise<void> {
     await this.repo.add({ ...rec, image: null });
     const s = await this.repo.get(rec.id);
-    if (s) await this.events.publish('checkpoint.updated', 'checkpoint', rec.id, await this.toDto(s, await this.store.retention()));
+    if (s) await this.events.publish('checkpoint.updated', 'checkpoint', rec.id, await this.toDto(s, this.store.cachedRetention()));
   }
 
   async list(q: { vm?: string; limit: number; offset: number }): Promise<CheckpointPage> {
     const { ids, total } = await this.repo.page(q.vm, q.offset, q.limit);
     const [found, policy] = await Promise.all([this.repo.many(ids), this.store.retention()]);
-    // The store's metadata is read once per checkpoint and kept; a store that does not answer leaves it null for now.
+    // The store's metadata is read once per checkpoint and kept; a store that did not even give its policy is
+    // not asked per item (the image stays null for now).
     const items = await Promise.all(
       found.map(async (s) => {
-        const fresh = s.rec.image ? s : await this.withImage(s, false);
+        const fresh = s.rec.image || policy === null ? s : await this.withImage(s, false);
         return fresh && this.toDto(fresh, policy);
       }),
     );

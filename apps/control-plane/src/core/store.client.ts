@@ -96,6 +96,11 @@ export class SuspendStoreClient {
     return 'deleted';
   }
 
+  /** The policy last read, without asking the store (null when none was read lately). */
+  cachedRetention(now = Date.now()): RetentionPolicyDto | null {
+    return this.policyCache && now - this.policyCache.at < POLICY_TTL_MS ? this.policyCache.value : null;
+  }
+
   /** The store's retention policy (cached briefly), or null when the store cannot be asked. */
   async retention(now = Date.now()): Promise<RetentionPolicyDto | null> {
     if (this.policyCache && now - this.policyCache.at < POLICY_TTL_MS) return this.policyCache.value;

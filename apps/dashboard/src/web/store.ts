@@ -21,6 +21,8 @@ export class Store {
   samples: Sample[] = [];
   lastEventAt = 0;
   events = 0;
+  /** Counts checkpoint events (created, deleted): the checkpoints view reloads its list when it moves. */
+  checkpointEvents = 0;
   /** The signed-in token's role (GET /v1/me); actions it may not take are not offered. Null until known. */
   role: Role | null = null;
   private listeners = new Set<() => void>();
@@ -78,6 +80,9 @@ export class Store {
         break;
       case 'operation':
         if (isFull(d)) this.operations.set(ev.entityId, d as unknown as OperationDto);
+        break;
+      case 'checkpoint':
+        this.checkpointEvents++;
         break;
       case 'migration': {
         const prev = this.migrations.get(ev.entityId);
