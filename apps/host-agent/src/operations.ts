@@ -22,6 +22,8 @@ export class Operation {
   readonly controller = new AbortController();
   /** Set once this side passed the point of no return: a cancel is refused from then on. */
   pastPointOfNoReturn = false;
+  /** Unlinks this operation from its parent signal (set by Operations.begin, run by Operations.end). */
+  detach: () => void = () => undefined;
   constructor(
     readonly operationId: string,
     readonly attempt: number,
@@ -48,13 +50,19 @@ export class Operations {
     this.ops.get(key)?.controller.abort(new CancelledError('superseded by a newer attempt'));
     this.ops.set(key, op);
     if (parent) {
-      if (parent.aborted) op.controller.abort(new AgentFailure('INTERNAL', 'agent is shutting down', true));
-      else parent.addEventListener('abort', () => op.controller.abort(new AgentFailure('INTERNAL', 'agent is shutting down', true)), { once: true });
+      // The parent (the worker's shutdown signal) lives as long as the agent: the link must go when the operation ends.
+      const onAbort = (): void => op.controller.abort(new AgentFailure('INTERNAL', 'agent is shutting down', true));
+      if (parent.aborted) onAbort();
+      else {
+        parent.addEventListener('abort', onAbort, { once: true });
+        op.detach = () => parent.removeEventListener('abort', onAbort);
+      }
     }
     return op;
   }
 
   end(op: Operation): void {
+    op.detach();
     const key = `${op.job}:${op.operationId}`;
     if (this.ops.get(key) === op) this.ops.delete(key);
   }
