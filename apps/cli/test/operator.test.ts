@@ -97,7 +97,7 @@ describe('ferry operator verbs', () => {
     // not a TTY: plain progress lines, then the outcome
     expect(r.stdout).toMatch(/migration \S+ precopy .*round \d+/);
     expect(r.stdout).toMatch(/cancellable/);
-    expect(r.stdout).toMatch(/completed: vm-m now runs on dst; downtime [\d.]+ m?s, \d+ pre-copy round/);
+    expect(r.stdout, r.stdout).toMatch(/completed: vm-m now runs on dst; downtime [\d.]+ m?s, \d+ pre-copy round/);
 
     const vm = await ferry(url, ['vms', 'get', 'vm-m', '--json']);
     expect(JSON.parse(vm.stdout)).toMatchObject({ hostId: 'dst', state: 'running' });
@@ -177,7 +177,8 @@ describe('ferry operator verbs', () => {
     expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/host old-w: draining/);
     expect(r.stdout).toMatch(/host old-w: done/);
-    expect(r.stdout).toMatch(/\(cli-test\): completed, 1\/1 host\(s\) done\n$/);
+    expect(r.stdout).toMatch(/\(cli-test\): completed, 1\/1 host\(s\) done, took \d+(\.\d+)? m?s\n$/);
+    expect(r.stdout).toMatch(/host old-w: done in \d+/);
     const id = /campaign (\S+) started/.exec(r.stderr)![1]!;
 
     const l = await ferry(url, ['campaign', 'list']);

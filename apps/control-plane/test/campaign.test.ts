@@ -48,8 +48,16 @@ it('upgrades two 32-bit legacy hosts host by host, survives a control-plane cras
   const c = await api<CampaignDto>(a.url, '/v1/campaigns', { body: camp });
   expect(c.status).toBe(201);
   const id = c.body.id;
+  expect(c.body.timing).toMatchObject({ etaMs: null, meanHostMs: null });
   // wait until the first host is done, then crash replica A (B keeps running)
-  await until('first host done', async () => (await api<CampaignDto>(b.url, `/v1/campaigns/${id}`)).body.hosts[0]!.state === 'done', 30_000);
+  const mid = await until('first host done', async () => {
+    const x = (await api<CampaignDto>(b.url, `/v1/campaigns/${id}`)).body;
+    return x.hosts[0]!.state === 'done' ? x : null;
+  }, 30_000);
+  // with one host done there is something to go by: a mean host time and an ETA
+  expect(mid.timing.meanHostMs).toBeGreaterThan(0);
+  expect(mid.timing.etaMs).not.toBeNull();
+  expect(mid.hosts[0]!.durationMs).toBe(Date.parse(mid.hosts[0]!.finishedAt!) - Date.parse(mid.hosts[0]!.startedAt!));
   await w.cps.shift()!.close();
   const done = await until(
     'campaign completed',
@@ -62,6 +70,9 @@ it('upgrades two 32-bit legacy hosts host by host, survives a control-plane cras
   expect(done.error).toBeNull();
   expect(done.state).toBe('completed');
   expect(done.counts).toEqual({ hostsTotal: 2, hostsDone: 2, hostsFailed: 0 });
+  expect(done.timing.etaMs).toBe(0);
+  expect(done.timing.elapsedMs).toBe(Date.parse(done.finishedAt!) - Date.parse(done.createdAt));
+  expect(done.hosts.every((h) => typeof h.durationMs === 'number' && h.durationMs > 0)).toBe(true);
   for (const h of ['old1', 'old2']) {
     const host = (await api<HostDto>(b.url, `/v1/hosts/${h}`)).body;
     expect(host).toMatchObject({ toolstack: V2_64, draining: false, campaignId: null, state: 'online' });

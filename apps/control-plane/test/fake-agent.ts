@@ -43,6 +43,8 @@ export interface FakeAgentOptions {
   roundMs?: number;
   rounds?: number;
   heartbeatMs?: number;
+  /** Bytes a migration or suspend sends beyond the guest's memory (stream headers, vCPU and device state), as real images do. */
+  overheadBytes?: number;
 }
 
 export function digest(s: string): string {
@@ -242,7 +244,7 @@ export class FakeAgent {
             await sleep(25);
           }
           this.guests.delete(p.vmId);
-          const result: HostJobResults['migrate-send'] = { migrationId: p.migrationId, bytesSent: total, rounds, downtimeMs: Date.now() - pausedAt, outcome: 'handed-off' };
+          const result: HostJobResults['migrate-send'] = { migrationId: p.migrationId, bytesSent: total + (this.o.overheadBytes ?? 0), rounds, downtimeMs: Date.now() - pausedAt, outcome: 'handed-off' };
           await this.report({ type: 'completed', operationId: p.migrationId, attempt: p.attempt, job: 'migrate-send', result });
           return result;
         } catch (e) {
@@ -264,7 +266,7 @@ export class FakeAgent {
         fakeStore.set(p.store.checkpointId, { ...g });
         this.guests.delete(p.vmId);
         const { memory, state: _s, ...spec } = g;
-        const result: HostJobResults['suspend'] = { checkpoint: { checkpointId: p.store.checkpointId, vmId: p.vmId, bytes: g.memoryMiB * 1048576, sha256: digest(memory).slice(7), memoryDigest: digest(memory), vm: spec } };
+        const result: HostJobResults['suspend'] = { checkpoint: { checkpointId: p.store.checkpointId, vmId: p.vmId, bytes: g.memoryMiB * 1048576 + (this.o.overheadBytes ?? 0), sha256: digest(memory).slice(7), memoryDigest: digest(memory), vm: spec } };
         await this.report({ type: 'completed', operationId: p.operationId, attempt: p.attempt, job: 'suspend', result });
         return result;
       },

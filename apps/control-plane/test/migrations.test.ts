@@ -190,4 +190,36 @@ describe('migrations with fake agents', () => {
     expect(back.memoryDigest).toBe(digest(g.memory));
     expect((await api<{ state: string }>(url, `/v1/operations/${res.body.id}`)).body.state).toBe('completed');
   });
+
+  it('progress is true: never above the total, 100 % once finished (migration, suspend, resume)', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    // 11 MiB more than the guest's 512 MiB go out, as a real image's headers and state do
+    const extra = 11 * 1048576;
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-t')], roundMs: 10, rounds: 2, overheadBytes: extra });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64, overheadBytes: extra });
+    const r = await migrate(url, { vm: 'vm-t', mode: 'live', target: 'dst' });
+    const m = await until('completion and measured downtime', async () => {
+      const x = await getM(url, r.body.id);
+      expect(x.progress.bytesDone).toBeLessThanOrEqual(x.progress.bytesTotal);
+      return x.phase === 'completed' && x.progress.downtimeMs !== null ? x : null;
+    });
+    expect(m.progress.bytesDone).toBe(512 * 1048576 + extra);
+    expect(m.progress.bytesTotal).toBe(m.progress.bytesDone);
+    expect(m.progress.etaMs).toBe(0);
+
+    const s = await api<{ id: string }>(url, '/v1/vms/vm-t/suspend', { body: {} });
+    const so = await until('suspended', async () => {
+      const x = (await api<{ state: string; progress: { bytesDone: number; bytesTotal: number } }>(url, `/v1/operations/${s.body.id}`)).body;
+      return x.state === 'completed' ? x : null;
+    });
+    expect(so.progress).toEqual({ bytesDone: 512 * 1048576 + extra, bytesTotal: 512 * 1048576 + extra });
+
+    const res = await api<{ id: string }>(url, '/v1/vms/vm-t/resume', { body: { host: 'src' } });
+    const ro = await until('resumed', async () => {
+      const x = (await api<{ state: string; progress: { bytesDone: number; bytesTotal: number } }>(url, `/v1/operations/${res.body.id}`)).body;
+      return x.state === 'completed' ? x : null;
+    });
+    expect(ro.progress.bytesDone).toBe(ro.progress.bytesTotal);
+  });
 });

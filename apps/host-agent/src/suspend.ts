@@ -61,8 +61,9 @@ export class SuspendService {
     private readonly reporter: Reporter,
   ) {}
 
+  /** `bytesTotal` is the estimate (the guest's memory); the image can be larger (headers, vCPU and device state), so the total grows with what went through. */
   private progress(job: 'suspend' | 'resume', op: Operation, phase: 'suspending' | 'uploading' | 'downloading' | 'restoring', bytesDone: number, bytesTotal: number): void {
-    this.reporter.progress(job, op.operationId, op.attempt, { phase, bytesDone, bytesTotal, round: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null });
+    this.reporter.progress(job, op.operationId, op.attempt, { phase, bytesDone, bytesTotal: Math.max(bytesTotal, bytesDone), round: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null });
   }
 
   async suspend(p: SuspendPayload, op: Operation): Promise<SuspendResult> {
@@ -83,6 +84,8 @@ export class SuspendService {
       const ts = this.driver.toolstack();
       const meta = await this.store.put(p.store.url, p.store.checkpointId, p.vmId, tap.pipe(toWire(handle.stream, { format: ts.streamFormat, width: ts.bitness })), op.signal);
       op.check();
+      // the whole image went through: its size is the total
+      this.progress('suspend', op, 'uploading', tap.bytes, tap.bytes);
       if (meta.sha256 !== (await tap.sha256()) || meta.size !== tap.bytes) {
         throw new AgentFailure('STORE_ERROR', `store recorded ${meta.size} bytes sha256 ${meta.sha256}, sent ${tap.bytes} bytes sha256 ${(await tap.sha256())}`, true);
       }
@@ -130,6 +133,7 @@ export class SuspendService {
     try {
       const r = await this.driver.restore(p.vm, tap.pipe(body), { signal: op.signal });
       op.check();
+      this.progress('resume', op, 'restoring', tap.bytes, tap.bytes);
       op.pastPointOfNoReturn = true;
       await this.driver.setState(p.vm.vmId, 'running');
       await this.driver.unpause(p.vm.vmId);

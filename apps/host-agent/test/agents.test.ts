@@ -70,6 +70,16 @@ describe('host agents on loopback', () => {
       expect(send.downtimeMs).toBeGreaterThanOrEqual(0);
       const phases = new Set(progressOf(id, 'migrate-send').map((r) => (r.type === 'progress' ? r.phase : '')));
       expect(phases.has('precopy')).toBe(true);
+      // true progress: sent never above the total, which only grows (round by round); each round's part likewise
+      let prevTotal = 0;
+      for (const r of progressOf(id, 'migrate-send')) {
+        if (r.type !== 'progress') continue;
+        expect(r.bytesDone).toBeLessThanOrEqual(r.bytesTotal);
+        expect(r.bytesTotal).toBeGreaterThanOrEqual(prevTotal);
+        expect(r.roundBytesDone ?? 0).toBeLessThanOrEqual(r.roundBytesTotal ?? 0);
+        prevTotal = r.bytesTotal;
+      }
+      expect(prevTotal).toBeLessThanOrEqual(send.bytesSent);
       expect(cp.migrations.get(id)!.state).toBe('committed');
     }
     const target = await cp.freshGuests('new64');
@@ -86,6 +96,10 @@ describe('host agents on loopback', () => {
     await cp.dispatch('h32', 'suspend', { operationId: 'sus-1', attempt: 1, vmId: 'hvm1', store: { url: store.url, checkpointId: 'ck-hvm1' }, keepRunning: false });
     const sus = result<{ checkpoint: { sha256: string; bytes: number; memoryDigest: string; vm: VmSpec } }>(await cp.waitFinal('sus-1', 'suspend'));
     expect(store.images.get('ck-hvm1')!.sha256).toBe(sus.checkpoint.sha256);
+    // the last progress of a finished suspend is the whole image: 100 %
+    const lastSus = progressOf('sus-1', 'suspend').at(-1)!;
+    expect(lastSus).toMatchObject({ bytesDone: sus.checkpoint.bytes, bytesTotal: sus.checkpoint.bytes });
+    expect(progressOf('sus-1', 'suspend').every((r) => r.type === 'progress' && r.bytesDone <= r.bytesTotal)).toBe(true);
     expect(await cp.freshGuests('h32')).toEqual([]);
 
     const regs = cp.hosts.get('h32')!.registrations;
@@ -97,6 +111,7 @@ describe('host agents on loopback', () => {
     await cp.dispatch('h32', 'resume', { operationId: 'res-1', attempt: 1, vm: sus.checkpoint.vm, store: { url: store.url, checkpointId: 'ck-hvm1' }, restore: { format: 'v2' } });
     const res = result<{ memoryDigest: string }>(await cp.waitFinal('res-1', 'resume'));
     expect(res.memoryDigest).toBe(sus.checkpoint.memoryDigest);
+    expect(progressOf('res-1', 'resume').at(-1)).toMatchObject({ bytesDone: sus.checkpoint.bytes, bytesTotal: sus.checkpoint.bytes });
     const guests = await cp.freshGuests('h32');
     expect(guests.map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
   });

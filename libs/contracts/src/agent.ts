@@ -89,9 +89,13 @@ export interface ProgressReport {
   seq: number;
   at: string;
   phase: AgentMigrationPhase | 'suspending' | 'uploading' | 'downloading' | 'restoring' | 'upgrading' | 'inventory';
+  /** Never more than bytesTotal: a total that turns out larger than estimated grows instead. */
   bytesDone: number;
   bytesTotal: number;
   round: number;
+  /** Migrations: bytes of the current round sent so far, and what the round has to send. */
+  roundBytesDone?: number;
+  roundBytesTotal?: number;
   /** Bytes/s dirtied by the guest during the last round. */
   dirtyRate: number;
   /** Bytes/s on the wire. */

@@ -228,6 +228,8 @@ export interface CampaignHostPlan {
   error?: string | null;
   startedAt?: string | null;
   finishedAt?: string | null;
+  /** Time this host's step took (finished) or has taken so far (running); null before it starts. Computed when served. */
+  durationMs?: number | null;
 }
 
 export interface CampaignBlocker {
@@ -257,6 +259,49 @@ export interface CampaignDto {
   createdAt: string;
   updatedAt: string;
   finishedAt: string | null;
+  /** Computed when served (campaignWithTiming); never stored. */
+  timing: CampaignTiming;
+}
+
+export interface CampaignTiming {
+  /** From creation to now, or to finishedAt once the campaign ended. */
+  elapsedMs: number;
+  /** Mean duration of the host steps finished so far; null before the first one ends. */
+  meanHostMs: number | null;
+  /**
+   * Estimated time left: the running hosts' remaining time at the mean, then the pending hosts in waves of
+   * maxParallelHosts at the mean each. 0 once ended; null before the first host finished (nothing to go by).
+   */
+  etaMs: number | null;
+}
+
+/** A campaign as stored: everything but what is computed when served. */
+export type CampaignDoc = Omit<CampaignDto, 'timing'>;
+
+const CAMPAIGN_ENDED: readonly CampaignState[] = ['completed', 'aborted', 'failed'];
+const HOST_ENDED: readonly CampaignHostStepState[] = ['done', 'failed', 'skipped'];
+
+/** Adds elapsed time, per-host durations and an ETA to a stored campaign, as of `now` (ms since the epoch). */
+export function campaignWithTiming(c: CampaignDoc, now: number): CampaignDto {
+  const ended = CAMPAIGN_ENDED.includes(c.state);
+  const end = ended && c.finishedAt ? Date.parse(c.finishedAt) : now;
+  const hosts = c.hosts.map((h) => {
+    if (!h.startedAt) return { ...h, durationMs: null };
+    const stop = h.finishedAt ? Date.parse(h.finishedAt) : end;
+    return { ...h, durationMs: Math.max(0, stop - Date.parse(h.startedAt)) };
+  });
+  const finished = hosts.filter((h) => h.finishedAt && h.durationMs !== null && h.state === 'done');
+  const meanHostMs = finished.length ? Math.round(finished.reduce((a, h) => a + (h.durationMs ?? 0), 0) / finished.length) : null;
+  let etaMs: number | null = null;
+  if (ended) etaMs = 0;
+  else if (meanHostMs !== null) {
+    const open = hosts.filter((h) => !HOST_ENDED.includes(h.state ?? 'pending'));
+    const running = open.filter((h) => h.startedAt);
+    const pending = open.length - running.length;
+    const runningLeft = Math.max(0, ...running.map((h) => meanHostMs - (h.durationMs ?? 0)));
+    etaMs = Math.round(runningLeft + Math.ceil(pending / Math.max(1, c.request.maxParallelHosts)) * meanHostMs);
+  }
+  return { ...c, hosts, timing: { elapsedMs: Math.max(0, end - Date.parse(c.createdAt)), meanHostMs, etaMs } };
 }
 
 // ---------- events (SSE on GET /v1/events) ----------

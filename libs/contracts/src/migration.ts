@@ -55,10 +55,18 @@ export type MigrationMode = 'live' | 'cold';
 
 /** Progress figures, as last reported by the agents (source for transfer, target for verify). */
 export interface MigrationProgress {
+  /** Bytes sent so far; never more than bytesTotal. */
   bytesDone: number;
+  /**
+   * Bytes this migration will have sent: grows at each pre-copy round (what was sent before it plus what the
+   * round has to send); equal to bytesDone once the migration completed.
+   */
   bytesTotal: number;
   /** Pre-copy round (1-based); 0 before the first round. */
   round: number;
+  /** Bytes of the current round (pre-copy round or stop-copy) sent so far, and what it has to send. */
+  roundBytesDone: number;
+  roundBytesTotal: number;
   /** Bytes/s of memory dirtied by the guest during the last round. */
   dirtyRate: number;
   /** Bytes/s actually sent. */
@@ -75,6 +83,8 @@ export const EMPTY_PROGRESS: MigrationProgress = {
   bytesDone: 0,
   bytesTotal: 0,
   round: 0,
+  roundBytesDone: 0,
+  roundBytesTotal: 0,
   dirtyRate: 0,
   rate: 0,
   etaMs: null,

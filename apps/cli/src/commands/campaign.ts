@@ -6,7 +6,7 @@
  * 2 on usage errors, 130 when Ctrl-C stopped watching.
  */
 import type { CampaignDto, CampaignHostPlan, CampaignPlanDto, CampaignStrategy, CreateCampaignRequest } from '@ferry/contracts';
-import { UsageError, fail, follow, interrupt, parse, printJson, table, usageError, type Ctx } from './operator/common';
+import { UsageError, duration, fail, follow, interrupt, parse, printJson, table, usageError, type Ctx } from './operator/common';
 import { toolstack } from './operator/format';
 
 const USAGE = `usage: ferry campaign plan  SELECTOR [--strategy S] [--max-parallel-hosts N] [--max-parallel-migrations N] [--on-error stop|continue] [--name NAME]
@@ -56,14 +56,15 @@ export function planText(p: Pick<CampaignPlanDto, 'hosts' | 'blockers'>, running
   const rows: (string | number | null | undefined)[][] = [];
   for (const h of [...p.hosts].sort((a, b) => a.order - b.order)) {
     const head = [h.order + 1, h.hostId, `${toolstack(h.toolstackBefore)} -> ${toolstack(h.toolstackAfter)}`];
-    const hostState = running ? [h.state ?? 'pending'] : [];
+    const took = h.durationMs === null || h.durationMs === undefined ? null : duration(h.durationMs);
+    const hostState = running ? [h.state ?? 'pending', took] : [];
     if (!h.vms.length) rows.push([...head, ...hostState, '(no VMs)', '', '', ...(running ? [''] : [])]);
     h.vms.forEach((vm, i) => {
       const lead = i === 0 ? head : ['', '', ''];
-      rows.push([...lead, ...(running ? [i === 0 ? (h.state ?? 'pending') : ''] : []), vm.vmId, vm.action, vm.parkOn ?? (vm.action === 'suspend' ? '(suspend-store)' : null), ...(running ? [vm.error ? `${vm.state ?? ''}: ${vm.error}` : (vm.state ?? 'pending')] : [])]);
+      rows.push([...lead, ...(running ? (i === 0 ? hostState : ['', '']) : []), vm.vmId, vm.action, vm.parkOn ?? (vm.action === 'suspend' ? '(suspend-store)' : null), ...(running ? [vm.error ? `${vm.state ?? ''}: ${vm.error}` : (vm.state ?? 'pending')] : [])]);
     });
   }
-  const headers = ['#', 'HOST', 'TOOLSTACK', ...(running ? ['STEP'] : []), 'VM', 'ACTION', 'PARK ON', ...(running ? ['VM STATE'] : [])];
+  const headers = ['#', 'HOST', 'TOOLSTACK', ...(running ? ['STEP', 'TIME'] : []), 'VM', 'ACTION', 'PARK ON', ...(running ? ['VM STATE'] : [])];
   let out = p.hosts.length ? table(headers, rows) : 'no hosts selected\n';
   if (p.blockers.length) {
     out += `\nblockers (${p.blockers.length}):\n` + table(['CODE', 'HOST', 'VM', 'MESSAGE'], p.blockers.map((b) => [b.code, b.hostId, b.vmId, b.message]));
@@ -71,14 +72,19 @@ export function planText(p: Pick<CampaignPlanDto, 'hosts' | 'blockers'>, running
   return out;
 }
 
-function summary(c: CampaignDto): string {
+export function summary(c: CampaignDto): string {
   const n = c.counts;
-  return `campaign ${c.id}${c.name && c.name !== c.id ? ` (${c.name})` : ''}: ${c.state}, ${n.hostsDone}/${n.hostsTotal} host(s) done${n.hostsFailed ? `, ${n.hostsFailed} failed` : ''}${c.error ? ` - ${c.error}` : ''}`;
+  const t = c.timing;
+  const ended = ['completed', 'aborted', 'failed'].includes(c.state);
+  const time = t ? `, ${ended ? 'took' : 'elapsed'} ${duration(t.elapsedMs)}${ended ? '' : `, ETA ${t.etaMs === null ? 'after the first host' : duration(t.etaMs)}`}` : '';
+  return `campaign ${c.id}${c.name && c.name !== c.id ? ` (${c.name})` : ''}: ${c.state}, ${n.hostsDone}/${n.hostsTotal} host(s) done${n.hostsFailed ? `, ${n.hostsFailed} failed` : ''}${time}${c.error ? ` - ${c.error}` : ''}`;
 }
 
 function hostLine(h: CampaignHostPlan): string {
   const vms = h.vms.map((v) => `${v.vmId}:${v.state ?? 'pending'}`).join(' ');
-  return `host ${h.hostId}: ${h.state ?? 'pending'}${vms ? ` [${vms}]` : ''}${h.error ? ` - ${h.error}` : ''}`;
+  // the running time is left out: it would make a new line each tick in the plain (non-terminal) view
+  const took = h.finishedAt && h.durationMs !== null && h.durationMs !== undefined ? ` in ${duration(h.durationMs)}` : '';
+  return `host ${h.hostId}: ${h.state ?? 'pending'}${took}${vms ? ` [${vms}]` : ''}${h.error ? ` - ${h.error}` : ''}`;
 }
 
 /** Live view: redrawn in place on a terminal; one line per change otherwise. */

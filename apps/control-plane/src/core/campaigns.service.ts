@@ -4,6 +4,8 @@ import {
   canReceive,
   sameToolstack,
   type CampaignBlocker,
+  campaignWithTiming,
+  type CampaignDoc,
   type CampaignDto,
   type CampaignHostPlan,
   type CampaignPlanDto,
@@ -107,7 +109,7 @@ export class CampaignsService {
     const plan = await this.plan(req);
     if (!plan.feasible) throw fail(422, `campaign is blocked: ${plan.blockers.map((b) => b.message).join('; ')}`);
     const now = nowIso();
-    const c: CampaignDto = {
+    const c: CampaignDoc = {
       id: newId('camp'),
       name: req.name ?? `upgrade ${plan.hosts.map((h) => h.hostId).join(', ')}`,
       state: 'running',
@@ -122,20 +124,22 @@ export class CampaignsService {
     };
     await this.repo.save(c, true);
     await this.repo.setControl(c.id, 'run');
-    await this.events.publish('campaign.updated', 'campaign', c.id, c);
-    return c;
+    const dto = campaignWithTiming(c, Date.now());
+    await this.events.publish('campaign.updated', 'campaign', c.id, dto);
+    return dto;
   }
 
   async get(id: string): Promise<CampaignDto> {
     const c = await this.repo.get(id);
     if (!c) throw fail(404, `campaign '${id}' not found`);
-    const { control: _c, ...dto } = c;
-    return dto;
+    const { control: _c, ...doc } = c;
+    return campaignWithTiming(doc, Date.now());
   }
 
   async list(limit: number, offset: number): Promise<Page<CampaignDto>> {
     const { items, total } = await this.repo.list(limit, offset);
-    return { items, total, limit, offset };
+    const now = Date.now();
+    return { items: items.map((c) => campaignWithTiming(c, now)), total, limit, offset };
   }
 
   /** pause / resume / abort: recorded as the campaign's control flag; the runner acts on it. */
@@ -145,8 +149,8 @@ export class CampaignsService {
     if (['completed', 'aborted', 'failed'].includes(c.state)) throw fail(409, `campaign '${id}' is ${c.state}`);
     if (action === 'resume' && c.control === 'abort') throw fail(409, `campaign '${id}' is being aborted`);
     await this.repo.setControl(id, action === 'pause' ? 'pause' : action === 'abort' ? 'abort' : 'run');
-    const { control: _c, ...dto } = c;
-    const next = { ...dto, state: action === 'pause' ? 'paused' : action === 'abort' ? 'aborting' : 'running' } as CampaignDto;
+    const { control: _c, ...doc } = c;
+    const next = campaignWithTiming({ ...doc, state: action === 'pause' ? 'paused' : action === 'abort' ? 'aborting' : 'running' }, Date.now());
     await this.events.publish('campaign.updated', 'campaign', id, next);
     return next;
   }

@@ -16,6 +16,7 @@ import {
   type DecisionResponse,
   type MigrationDto,
   type MigrationPhase,
+  type MigrationProgress,
   type Page,
 } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
@@ -105,7 +106,7 @@ export class MigrationsService {
       attempt: 0,
       maxAttempts: this.cfg.FERRY_MAX_ATTEMPTS,
       cancelRequested: false,
-      progress: { bytesDone: 0, bytesTotal: vm.spec.memoryMiB * 1024 * 1024, round: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null },
+      progress: { bytesDone: 0, bytesTotal: vm.spec.memoryMiB * 1024 * 1024, round: 0, roundBytesDone: 0, roundBytesTotal: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null },
       waiting: 'waiting for the scheduler',
       restore: null,
       error: null,
@@ -205,7 +206,9 @@ export class MigrationsService {
     if (r.type === 'progress') return this.onProgress(m, r);
     if (r.type === 'completed') {
       if (r.job === 'migrate-send') {
-        const progress = { ...m.progress, downtimeMs: r.result.downtimeMs, bytesDone: Math.max(m.progress.bytesDone, r.result.bytesSent), round: Math.max(m.progress.round, r.result.rounds) };
+        // What was sent is the total now: a finished transfer is at 100 %, whatever was estimated on the way.
+        const sent = Math.max(m.progress.bytesDone, r.result.bytesSent);
+        const progress = { ...m.progress, downtimeMs: r.result.downtimeMs, bytesDone: sent, bytesTotal: sent, roundBytesDone: m.progress.roundBytesTotal, round: Math.max(m.progress.round, r.result.rounds), etaMs: 0 };
         await this.repo.update(m.id, { sendDone: true, progress });
         await this.publish(m.id);
         return;
@@ -213,7 +216,7 @@ export class MigrationsService {
       if (r.job === 'migrate-receive') {
         const t = await this.repo.transition(m.id, ['committing'], 'completed', {
           finishedAt: nowIso(),
-          progress: { ...m.progress, bytesDone: Math.max(m.progress.bytesDone, r.result.bytesReceived), etaMs: 0, expectedDowntimeMs: null },
+          progress: completedProgress(m.progress, r.result.bytesReceived),
         });
         if (!t.ok) return;
         await this.finishVm(m, 'target', r.result.memoryDigest);
@@ -260,8 +263,11 @@ export class MigrationsService {
     const progress = isSender
       ? {
           bytesDone: r.bytesDone,
-          bytesTotal: r.bytesTotal || m.progress.bytesTotal,
+          // the total grows when more turns out to be sent than estimated; it is never below what was sent
+          bytesTotal: Math.max(r.bytesTotal || m.progress.bytesTotal, r.bytesDone),
           round: r.round,
+          roundBytesDone: r.roundBytesDone ?? 0,
+          roundBytesTotal: Math.max(r.roundBytesTotal ?? 0, r.roundBytesDone ?? 0),
           dirtyRate: r.dirtyRate,
           rate: r.rate,
           etaMs: r.etaMs,
@@ -315,4 +321,10 @@ export class MigrationsService {
     const m = await this.repo.get(id);
     return !!m && isTerminalPhase(m.phase);
   }
+}
+
+/** A completed migration's progress: everything received is the total (100 %), nothing left to wait for. */
+export function completedProgress(p: MigrationProgress, bytesReceived: number): MigrationProgress {
+  const done = Math.max(p.bytesDone, bytesReceived);
+  return { ...p, bytesDone: done, bytesTotal: done, roundBytesDone: p.roundBytesTotal, etaMs: 0, expectedDowntimeMs: null };
 }

@@ -195,7 +195,7 @@ export class OperationsService {
     const lateCompletion = r.type === 'completed' && op.state === 'failed' && op.error?.code === 'STALLED';
     if (op.state !== 'running' && !lateCompletion) return;
     if (r.type === 'progress') {
-      await this.repo.transition(op.id, ['running'], { phase: r.phase, progress: { bytesDone: r.bytesDone, bytesTotal: r.bytesTotal } });
+      await this.repo.transition(op.id, ['running'], { phase: r.phase, progress: { bytesDone: r.bytesDone, bytesTotal: Math.max(r.bytesTotal, r.bytesDone) } });
       await this.publish(op.id);
       return;
     }
@@ -203,7 +203,11 @@ export class OperationsService {
       await this.failOp(op, r.error.code, `${hostId}: ${r.error.message}`);
       return;
     }
-    if (!(await this.repo.transition(op.id, lateCompletion ? ['failed'] : ['running'], { state: 'completed', phase: 'completed', ...(lateCompletion ? { error: null } : {}) }))) return;
+    // Finished is 100 %: the image's size for a suspend, else what was counted (the last report may be up to a
+    // reporting interval old, and the estimate was the guest's memory, not the image).
+    const size = r.job === 'suspend' ? r.result.checkpoint.bytes : Math.max(op.progress.bytesDone, op.progress.bytesTotal);
+    const progress = { bytesDone: size, bytesTotal: size };
+    if (!(await this.repo.transition(op.id, lateCompletion ? ['failed'] : ['running'], { state: 'completed', phase: 'completed', progress, ...(lateCompletion ? { error: null } : {}) }))) return;
     if (r.job === 'suspend' && op.vmId) {
       const c = r.result.checkpoint;
       await this.vms.put(

@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import {
   EMPTY_PROGRESS,
   MIGRATION_PHASES,
-  type CampaignDto,
+  type CampaignDoc,
   type CheckpointSummary,
   type FerryEvent,
   type FerryEventType,
@@ -243,7 +243,7 @@ function toMig(id: string, h: Record<string, string>): MigrationRecord | null {
     attempt: Number(h.attempt ?? 0),
     maxAttempts: Number(h.maxAttempts ?? 1),
     cancelRequested: h.cancelRequested === '1',
-    progress: parseJson<MigrationProgress>(h.progress, EMPTY_PROGRESS),
+    progress: { ...EMPTY_PROGRESS, ...parseJson<Partial<MigrationProgress>>(h.progress, EMPTY_PROGRESS) },
     waiting: h.waiting || null,
     restore: parseJson<RestoreFormat | null>(h.restore, null),
     error: parseJson<{ code: string; message: string } | null>(h.error, null),
@@ -515,24 +515,24 @@ export class CampaignsRepository {
     @Inject(REDIS) private readonly redis: Redis,
     private readonly k: RedisKeys,
   ) {}
-  async save(c: CampaignDto, active: boolean): Promise<void> {
+  async save(c: CampaignDoc, active: boolean): Promise<void> {
     const m = this.redis.multi().hset(this.k.camp(c.id), 'doc', JSON.stringify(c)).zadd(this.k.camps(), Date.parse(c.createdAt), c.id);
     if (active) m.sadd(this.k.campsActive(), c.id);
     else m.srem(this.k.campsActive(), c.id);
     await m.exec();
   }
-  async get(id: string): Promise<(CampaignDto & { control: 'run' | 'pause' | 'abort' }) | null> {
+  async get(id: string): Promise<(CampaignDoc & { control: 'run' | 'pause' | 'abort' }) | null> {
     const h = await this.redis.hgetall(this.k.camp(id));
     if (!h.doc) return null;
-    return { ...parseJson<CampaignDto>(h.doc, null as never), control: (h.control as 'run' | 'pause' | 'abort') || 'run' };
+    return { ...parseJson<CampaignDoc>(h.doc, null as never), control: (h.control as 'run' | 'pause' | 'abort') || 'run' };
   }
   async setControl(id: string, control: 'run' | 'pause' | 'abort'): Promise<void> {
     await this.redis.hset(this.k.camp(id), 'control', control);
   }
-  async list(limit: number, offset: number): Promise<{ items: CampaignDto[]; total: number }> {
+  async list(limit: number, offset: number): Promise<{ items: CampaignDoc[]; total: number }> {
     const [total, ids] = await Promise.all([this.redis.zcard(this.k.camps()), this.redis.zrevrange(this.k.camps(), offset, offset + limit - 1)]);
     const items = await Promise.all(ids.map((id) => this.get(id)));
-    return { items: items.filter((c): c is CampaignDto & { control: 'run' } => c !== null).map(({ control: _c, ...rest }) => rest), total };
+    return { items: items.filter((c): c is CampaignDoc & { control: 'run' } => c !== null).map(({ control: _c, ...rest }) => rest), total };
   }
   async activeIds(): Promise<string[]> {
     return this.redis.smembers(this.k.campsActive());

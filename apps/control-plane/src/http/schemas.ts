@@ -122,6 +122,8 @@ export const report = z.discriminatedUnion('type', [
     bytesDone: num,
     bytesTotal: num,
     round: z.number().int().min(0),
+    roundBytesDone: num.optional(),
+    roundBytesTotal: num.optional(),
     dirtyRate: num,
     rate: num,
     etaMs: nnum,

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { sameToolstack, type CampaignDto, type CampaignHostPlan, type CampaignVmPlan } from '@ferry/contracts';
+import { campaignWithTiming, sameToolstack, type CampaignDoc, type CampaignHostPlan, type CampaignVmPlan } from '@ferry/contracts';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { PeriodicTask } from '../core/periodic';
 import { Lease, nowIso } from '../core/redis';
@@ -9,7 +9,7 @@ import { MigrationsService } from '../core/migrations.service';
 import { OperationsService } from '../core/operations.service';
 import { HostsService } from '../core/hosts.service';
 
-type Camp = CampaignDto & { control: 'run' | 'pause' | 'abort' };
+type Camp = CampaignDoc & { control: 'run' | 'pause' | 'abort' };
 const ACTIVE_STEPS = ['draining', 'upgrading', 'awaiting-return', 'refilling'];
 const MAX_UPGRADE_RETRIES = 10;
 /** How long a drained VM waits for its source to report the hand-off done before the upgrade goes ahead anyway. */
@@ -66,7 +66,7 @@ export class CampaignRunnerService implements OnApplicationBootstrap, OnModuleDe
         c.updatedAt = nowIso();
         const { control: _c, ...dto } = c;
         await this.repo.save(dto, !terminal);
-        await this.events.publish('campaign.updated', 'campaign', id, dto);
+        await this.events.publish('campaign.updated', 'campaign', id, campaignWithTiming(dto, Date.now()));
       }
       if (terminal) {
         await lease.release();

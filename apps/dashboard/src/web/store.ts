@@ -173,7 +173,7 @@ function isFull(d: Record<string, unknown>): boolean {
 }
 
 function pickProgress(d: Record<string, unknown>): Partial<MigrationProgress> | undefined {
-  const keys = ['bytesDone', 'bytesTotal', 'round', 'dirtyRate', 'rate', 'etaMs', 'expectedDowntimeMs', 'downtimeMs'] as const;
+  const keys = ['bytesDone', 'bytesTotal', 'round', 'roundBytesDone', 'roundBytesTotal', 'dirtyRate', 'rate', 'etaMs', 'expectedDowntimeMs', 'downtimeMs'] as const;
   const out: Record<string, unknown> = {};
   for (const k of keys) if (k in d) out[k] = d[k];
   return Object.keys(out).length ? (out as Partial<MigrationProgress>) : undefined;

@@ -42,15 +42,23 @@ export class MigrationSender {
     let memoryBytes = spec.memoryMiB * 1024 * 1024;
     const t0 = Date.now();
     const tap = new Tap();
+    // The current round (pre-copy round or stop-copy) started after `roundStart` bytes and has `roundSize` to send:
+    // the total is what went before plus this round, so it grows round by round and never trails what was sent.
+    let roundStart = 0;
+    let roundSize = memoryBytes;
     const report = (): void => {
       const elapsed = Math.max(1, Date.now() - t0);
       const rate = last?.rate ?? (tap.bytes / elapsed) * 1000;
-      const bytesTotal = Math.max(tap.bytes, round <= 1 ? memoryBytes : tap.bytes + (last?.dirtyBytes ?? 0));
+      const roundDone = Math.max(0, tap.bytes - roundStart);
+      const roundTotal = Math.max(roundSize, roundDone);
+      const bytesTotal = roundStart + roundTotal;
       this.reporter.progress('migrate-send', p.migrationId, p.attempt, {
         phase,
         bytesDone: tap.bytes,
         bytesTotal,
         round,
+        roundBytesDone: roundDone,
+        roundBytesTotal: roundTotal,
         dirtyRate: last?.dirtyRate ?? 0,
         rate: (tap.bytes / elapsed) * 1000,
         etaMs: rate > 0 ? Math.round(((bytesTotal - tap.bytes) / rate) * 1000) : null,
@@ -86,10 +94,17 @@ export class MigrationSender {
         onRound: (s) => {
           last = s;
           round = s.round + 1;
+          roundStart = tap.bytes;
+          roundSize = s.dirtyBytes;
           report();
         },
         onPaused: (at) => {
           pausedAt = at;
+          if (phase !== 'stop-copy') {
+            // live: the stop-copy sends what the last pre-copy round left dirty
+            roundStart = tap.bytes;
+            roundSize = last?.dirtyBytes ?? memoryBytes;
+          }
           phase = 'stop-copy';
           report();
         },
@@ -98,6 +113,7 @@ export class MigrationSender {
         consumesEachChunk: true,
       });
       memoryBytes = handle.memoryBytes;
+      if (round <= 1 && roundStart === 0) roundSize = memoryBytes;
       const wire = tap.pipe(throttle(toWire(handle.stream, p.sourceFormat), [p.bandwidthBytesPerSec ? new RateLimiter(p.bandwidthBytesPerSec) : null, this.opts.hostLimiter], op.signal));
       for await (const chunk of wire) {
         op.check();

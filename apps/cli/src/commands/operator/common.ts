@@ -103,6 +103,15 @@ export function kv(pairs: [string, string | number | boolean | null | undefined]
 }
 
 export const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(bytes >= 10 * 1048576 || bytes === 0 ? 0 : 1)} MiB`;
+/** A duration for people: "850 ms", "42 s", "3m 05s", "1h 02m"; "?" when unknown. */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '?';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
 export const secs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '?' : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
 
 /**

@@ -11,6 +11,9 @@ export interface Snapshot {
   bytesDone: number;
   bytesTotal: number;
   round?: number;
+  /** Bytes of the current round sent, and what it has to send. */
+  roundBytesDone?: number;
+  roundBytesTotal?: number;
   rate?: number;
   etaMs?: number | null;
   cancellable?: boolean;
@@ -23,6 +26,8 @@ export function fromMigration(m: MigrationDto): Snapshot {
     bytesDone: m.progress.bytesDone,
     bytesTotal: m.progress.bytesTotal,
     round: m.progress.round,
+    roundBytesDone: m.progress.roundBytesDone,
+    roundBytesTotal: m.progress.roundBytesTotal,
     rate: m.progress.rate,
     etaMs: m.progress.etaMs,
     cancellable: m.cancellable,
@@ -68,7 +73,7 @@ export class LiveBar {
       }
       parts.push(`${(frac * 100).toFixed(0)}%`, `${mib(s.bytesDone)}/${mib(s.bytesTotal)}`);
     }
-    if (s.round) parts.push(`round ${s.round}`);
+    if (s.round) parts.push(s.roundBytesTotal ? `round ${s.round}: ${mib(s.roundBytesDone ?? 0)} of ${mib(s.roundBytesTotal)}` : `round ${s.round}`);
     if (s.rate) parts.push(`${mib(s.rate)}/s`);
     if (s.etaMs !== undefined && s.etaMs !== null) parts.push(`ETA ${secs(s.etaMs)}`);
     if (s.cancellable !== undefined) parts.push(s.cancellable ? 'cancellable' : 'not cancellable');

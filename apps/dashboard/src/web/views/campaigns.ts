@@ -3,8 +3,14 @@ import type { CampaignDto, CampaignHostPlan, CampaignPlanDto, CampaignStrategy, 
 import { api, HttpError } from '../api';
 import type { App, View } from '../app';
 import { h, replace } from '../dom';
-import { ago } from '../format';
+import { ago, duration } from '../format';
 import { badge, bar, hostName, vmName } from './common';
+
+/** "elapsed 3m 05s · ETA 1m 40s" while it runs, "took 5m 12s" once it ended. */
+export function timingText(c: Pick<CampaignDto, 'state' | 'timing'>): string {
+  if (['completed', 'aborted', 'failed'].includes(c.state)) return `took ${duration(c.timing.elapsedMs)}`;
+  return `elapsed ${duration(c.timing.elapsedMs)} · ETA ${c.timing.etaMs === null ? 'after the first host' : duration(c.timing.etaMs)}`;
+}
 
 const tsText = (t: { xenVersion: string; bitness: number; streamFormat: string }): string => `Xen ${t.xenVersion} ${t.bitness}-bit ${t.streamFormat}`;
 
@@ -144,6 +150,7 @@ export function campaignsView(app: App): View {
       h('td', hostName(store.hosts, x.hostId)),
       h('td', `${tsText(x.toolstackBefore)} → ${tsText(x.toolstackAfter)}`),
       h('td', badge(x.state ?? 'pending')),
+      h('td', { 'data-testid': `step-time-${x.hostId}` }, x.durationMs === null || x.durationMs === undefined ? '' : `${duration(x.durationMs)}${x.finishedAt ? '' : ' so far'}`),
       h(
         'td',
         x.vms.map((v) => h('span.vmstep', { title: v.error ?? '' }, `${vmName(store.vms, v.vmId)} `, badge(v.state ?? 'pending'), v.parkOn ? h('span.muted', ` @${hostName(store.hosts, v.parkOn)}`) : null)),
@@ -160,6 +167,7 @@ export function campaignsView(app: App): View {
         'div.mig-head',
         h('strong', c.name),
         h('span.muted', ` ${c.request.strategy} · started ${ago(c.createdAt)}`),
+        c.timing ? h('span.muted', { 'data-testid': `campaign-timing-${c.id}` }, ` · ${timingText(c)}`) : null,
         h('span.spacer'),
         badge(c.state),
         c.state === 'running' && store.can('operator') ? h('button.small', { onclick: () => control(c, 'pause') }, 'Pause') : null,
@@ -167,7 +175,7 @@ export function campaignsView(app: App): View {
         live && c.state !== 'aborting' && store.can('admin') ? h('button.small.danger', { onclick: () => control(c, 'abort') }, 'Abort') : null,
       ),
       bar(c.counts.hostsDone, c.counts.hostsTotal, `${c.counts.hostsDone}/${c.counts.hostsTotal} hosts done${c.counts.hostsFailed ? `, ${c.counts.hostsFailed} failed` : ''}`),
-      h('table.steps-table', h('thead', h('tr', h('th', '#'), h('th', 'host'), h('th', 'toolstack'), h('th', 'step'), h('th', 'guests'), h('th'))), h('tbody', [...c.hosts].sort((a, b) => a.order - b.order).map(hostRow))),
+      h('table.steps-table', h('thead', h('tr', h('th', '#'), h('th', 'host'), h('th', 'toolstack'), h('th', 'step'), h('th', 'time'), h('th', 'guests'), h('th'))), h('tbody', [...c.hosts].sort((a, b) => a.order - b.order).map(hostRow))),
       c.error ? h('p.error', c.error) : null,
     );
   };

@@ -79,7 +79,7 @@ export function migrationsView(app: App): View {
         h('dt', 'ETA'),
         h('dd', terminal ? '-' : duration(p.etaMs)),
         h('dt', 'round'),
-        h('dd', String(p.round)),
+        h('dd', { 'data-testid': `round-${m.id}` }, p.roundBytesTotal && !terminal ? `${p.round}: ${bytes(p.roundBytesDone)} of ${bytes(p.roundBytesTotal)}` : String(p.round)),
         h('dt', 'dirty'),
         h('dd', rate(p.dirtyRate)),
         h('dt', 'downtime'),
