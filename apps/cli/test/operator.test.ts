@@ -124,8 +124,12 @@ describe('ferry operator verbs', () => {
     const j = await ferry(url, ['campaign', 'plan', '--bitness', '32', '--json']);
     expect(JSON.parse(j.stdout)).toMatchObject({ feasible: true, hosts: [{ hostId: 'old-a' }] });
 
+    // an infeasible plan is not a success: `plan && start` must stop there
     const blocked = await ferry(url, ['campaign', 'plan', '--hosts', 'zzz']);
-    expect(blocked.code).toBe(0);
+    expect(blocked.code).toBe(3);
+    const blockedJson = await ferry(url, ['campaign', 'plan', '--hosts', 'zzz', '--json']);
+    expect(blockedJson.code).toBe(3);
+    expect(JSON.parse(blockedJson.stdout)).toMatchObject({ feasible: false });
     expect(blocked.stdout).toMatch(/blockers \(1\):\nCODE.*\nNO_HOSTS/);
     expect(blocked.stdout).toMatch(/feasible: no/);
 

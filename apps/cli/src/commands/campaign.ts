@@ -3,7 +3,8 @@
  * plan prints the per-host, per-VM plan and every blocker (moves nothing); start creates one
  * (optionally --watch); watch follows one live over SSE until completed / failed / aborted.
  * Exit 0 on success (watch: completed), 1 on an API error or a failed / aborted campaign,
- * 2 on usage errors, 130 when Ctrl-C stopped watching.
+ * 2 on usage errors, 3 when plan finds the campaign infeasible (so `plan && start` can be scripted),
+ * 130 when Ctrl-C stopped watching.
  */
 import type { CampaignDto, CampaignHostPlan, CampaignPlanDto, CampaignStrategy, CreateCampaignRequest } from '@ferry/contracts';
 import { UsageError, duration, fail, follow, interrupt, parse, printJson, table, usageError, type Ctx } from './operator/common';
@@ -16,7 +17,12 @@ const USAGE = `usage: ferry campaign plan  SELECTOR [--strategy S] [--max-parall
   SELECTOR: --bitness 32|64, --hosts ID,ID,..., --stream-format legacy|v2, --xen-version 4.4 (at least one)
   --strategy  evacuate-and-return (default) | suspend-and-resume
   defaults: --max-parallel-hosts 1 --max-parallel-migrations 2 --on-error stop
+  exit codes: 0 ok (watch: completed), 1 API error or failed/aborted campaign, 2 usage,
+              3 plan is infeasible (blockers listed), 130 Ctrl-C stopped watching
 `;
+
+/** `ferry campaign plan` when the plan has blockers: distinct from API (1) and usage (2) errors. */
+export const EXIT_INFEASIBLE = 3;
 
 const TERMINAL = ['completed', 'failed', 'aborted'];
 
@@ -154,7 +160,7 @@ export async function run(argv: string[]): Promise<number> {
           const p = await c.campaigns.plan(req);
           if (ctx.json) printJson(p);
           else process.stdout.write(`${planText(p)}\nfeasible: ${p.feasible ? 'yes' : `no (${p.blockers.length} blocker(s))`}\n`);
-          return 0;
+          return p.feasible ? 0 : EXIT_INFEASIBLE;
         }
         const created = await c.campaigns.create(req);
         if (!ctx.values.watch) {

@@ -158,6 +158,8 @@ export class MigrationsService {
       waiting: '',
     });
     if (!r.ok) {
+      // Cancelling what is already cancelled asks for what holds already: answer with it, change nothing.
+      if (r.phase === 'cancelled') return this.get(id);
       if (r.phase && pastPointOfNoReturn(r.phase)) throw fail(409, `migration '${id}' is past its point of no return (phase ${r.phase}); it can no longer be cancelled`);
       throw fail(409, `migration '${id}' already finished (phase ${r.phase})`);
     }

@@ -109,7 +109,7 @@ export class MigrationsController {
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.migrations.get(id);
   }
-  @Post(':id/cancel') @HttpCode(200) @Roles('operator') @ApiOperation({ summary: 'cancel before the point of no return (409 after it)' })
+  @Post(':id/cancel') @HttpCode(200) @Roles('operator') @ApiOperation({ summary: 'cancel before the point of no return (409 after it or once finished; 200 unchanged when already cancelled)' })
   cancel(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.migrations.cancel(id);
   }
