@@ -212,7 +212,7 @@ export class HostAgent {
         await this.heartbeat();
         return { inventory: await this.inventory() };
       }),
-      upgrade: this.wrap('upgrade', (p) => this.upgrade(p), false),
+      upgrade: this.wrap('upgrade', (p, op) => this.upgrade(p, op), false),
       cancel: this.wrap('cancel', async (p) => ({
         targetOperationId: p.targetOperationId,
         cancelled: this.ops.cancel(p.targetOperationId, p.targetAttempt, p.reason),
@@ -220,7 +220,7 @@ export class HostAgent {
     });
   }
 
-  private async upgrade(p: HostJobPayloads['upgrade']): Promise<HostJobResults['upgrade']> {
+  private async upgrade(p: HostJobPayloads['upgrade'], op: Operation): Promise<HostJobResults['upgrade']> {
     if (this.driver.kind !== 'sim') throw new AgentFailure('TOOLSTACK_ERROR', 'upgrade is only automated for sim hosts; upgrade a real dom0 by hand', false);
     const guests = await this.driver.guests();
     if (guests.length) {
@@ -228,6 +228,10 @@ export class HostAgent {
     }
     const previous = this.driver.toolstack();
     const result = { previous, toolstack: p.toolstack };
+    // Reported completed before the restart (the control plane learns the new toolstack from the re-registration):
+    // from here the operation is over for the control plane, which then asks to cancel it while it still runs
+    // here. Nothing is left to cancel.
+    op.pastPointOfNoReturn = true;
     await this.reporter.completed('upgrade', p.operationId, p.attempt, result);
     this.state = 'upgrading';
     await this.heartbeat();

@@ -90,12 +90,13 @@ export class Coordinator {
       const h = this.hosts.get(hostId);
       if (!h) return [200, { ok: true, reregister: true, cancelOperations: [] }];
       h.heartbeat = body as HeartbeatRequest;
-      return [200, { ok: true, reregister: false, cancelOperations: [] }];
+      // as the control plane does: an operation the agent still runs but that has ended here is cancelled
+      return [200, { ok: true, reregister: false, cancelOperations: h.heartbeat.activeOperations.filter((id) => this.ended(id)) }];
     }
     if (m[2] === 'reports') {
       const rs = (body as { reports: AgentReport[] }).reports;
       this.reports.push(...rs);
-      return [200, { accepted: rs.length, cancelOperations: [] }];
+      return [200, { accepted: rs.length, cancelOperations: [...new Set(rs.filter((r) => r.type === 'progress' && this.ended(r.operationId)).map((r) => r.operationId))] }];
     }
     const mig = this.migrations.get(decodeURIComponent(m[3]!));
     if (!mig) return [404, { message: 'unknown migration' }];
@@ -114,6 +115,11 @@ export class Coordinator {
     // decision
     if (mig.state === 'running') mig.state = 'aborted';
     return [200, { decision: mig.state === 'committed' ? 'commit' : 'abort' }];
+  }
+
+  /** An operation with a final report (completed or failed) from any of its jobs. */
+  private ended(operationId: string): boolean {
+    return this.reports.some((r) => r.operationId === operationId && r.type !== 'progress' && r.job !== 'migrate-send' && r.job !== 'migrate-receive');
   }
 
   token(hostId: string): string {
