@@ -25,6 +25,7 @@ export class Keys {
   camp = (id: string) => `${this.p}:camp:${id}`;
   camps = () => `${this.p}:camps`;
   campsActive = () => `${this.p}:camps:active`;
+  campsSeq = () => `${this.p}:camps:seq`;
   idem = (key: string) => `${this.p}:idem:${key}`;
   events = () => `${this.p}:events`;
   lease = (name: string) => `${this.p}:lease:${name}`;
