@@ -123,3 +123,18 @@ it('campaign restart after a full stop: a new control plane continues a persiste
   expect(v).toMatchObject({ hostId: 'old9', state: 'running' });
   expect(v.latestCheckpoint).not.toBeNull();
 });
+
+it('two campaigns on the same hosts get different default names, numbered in the fleet', async () => {
+  const { url } = await w.cp();
+  const h = await w.agent(url, { hostId: 'name-1', toolstack: LEGACY32 });
+  h.failUpgrade = true;
+  const req = { ...camp, hosts: { ids: ['name-1'] } };
+  const first = await api<CampaignDto>(url, '/v1/campaigns', { body: req });
+  expect(first.status).toBe(201);
+  await until('first campaign failed', async () => (await api<CampaignDto>(url, `/v1/campaigns/${first.body.id}`)).body.state === 'failed');
+  const second = await api<CampaignDto>(url, '/v1/campaigns', { body: req });
+  expect(second.status).toBe(201);
+  expect(second.body.name).not.toBe(first.body.name);
+  for (const c of [first.body, second.body]) expect(c.name).toMatch(/^#\d+ upgrade name-1 to Xen 4\.17 64-bit v2$/);
+  await until('second campaign failed', async () => (await api<CampaignDto>(url, `/v1/campaigns/${second.body.id}`)).body.state === 'failed');
+});

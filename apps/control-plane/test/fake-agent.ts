@@ -81,6 +81,8 @@ export class FakeAgent {
   /** Holds a resume after its first progress report until it resolves. */
   resumeGate: Promise<void> | null = null;
   failSend: { code: 'STREAM_ERROR'; retryable: boolean } | null = null;
+  /** Fails every upgrade (TOOLSTACK_ERROR) and keeps the old toolstack. */
+  failUpgrade = false;
   readonly jobsSeen: string[] = [];
   private readonly cancelled = new Set<string>();
   private readonly receives = new Map<string, { token: string; attempt: number; resolve: (g: FakeGuest) => void; guest: Promise<FakeGuest> }>();
@@ -321,6 +323,10 @@ export class FakeAgent {
         return { inventory: { guests: this.inventory() } };
       },
       upgrade: async (p) => {
+        if (this.failUpgrade) {
+          await this.report({ type: 'failed', operationId: p.operationId, attempt: p.attempt, job: 'upgrade', error: { code: 'TOOLSTACK_ERROR', message: 'injected', retryable: false } });
+          throw new Error('injected');
+        }
         if (this.guests.size) {
           await this.report({ type: 'failed', operationId: p.operationId, attempt: p.attempt, job: 'upgrade', error: { code: 'GUESTS_PRESENT', message: `${this.guests.size} guests remain`, retryable: false } });
           throw new Error('guests present');

@@ -134,6 +134,9 @@ describe.skipIf(skip !== null)('dashboard in Chromium against the real stack', (
     await shot('campaigns');
     const c = (await list<CampaignDto>(stack, '/v1/campaigns'))[0]!;
     expect(c.state).toBe('completed');
+    // the card says how long it took, and each host's step its own time
+    expect(await page.locator(`[data-testid=campaign-timing-${c.id}]`).innerText()).toMatch(/took \d/);
+    for (const h of c.hosts) expect(await page.locator(`[data-testid=campaign-${c.id}] [data-testid=step-time-${h.hostId}]`).innerText()).toMatch(/^\d/);
     await page.click('[data-testid=nav-fleet]');
     await waitUntil('no 32-bit group left', async () => !(await page.locator('.group h2').allInnerTexts()).some((g) => g.startsWith('32-bit')), 30_000, 500);
     await shot('fleet-after-campaign');

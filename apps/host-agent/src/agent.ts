@@ -19,7 +19,7 @@ import {
 } from '@ferry/contracts';
 import { HandlerRegistry, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
-import type { AgentConfig } from './config';
+import { agentHostname, type AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, resolveMigration, sleep, type ControlPlaneApi } from './control-plane';
 import { DataServer } from './data-path';
 import { DriverError, type HypervisorDriver } from './driver';
@@ -139,7 +139,7 @@ export class HostAgent {
           hostId: this.hostId,
           bootId: this.bootId,
           agentVersion: AGENT_VERSION,
-          hostname: os.hostname(),
+          hostname: agentHostname(this.config, os.hostname()),
           toolstack: this.driver.toolstack(),
           byteOrder: this.driver.byteOrder(),
           capacity: this.driver.capacity(),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@ferry/config';
-import { loadAgentConfig, parseGuests, parseToolstack } from './config';
+import { agentHostname, loadAgentConfig, parseGuests, parseToolstack } from './config';
 import { RateLimiter, throttle } from './stream-utils';
 
 const base = { FERRY_HOST_ID: 'h1', FERRY_CONTROL_PLANE_URL: 'http://127.0.0.1:1', FERRY_AGENT_TOKEN: 'fa1.h1.xxxxxxxx', REDIS_URL: 'redis://127.0.0.1:6379' };
@@ -21,6 +21,13 @@ describe('agent config', () => {
     expect(c.FERRY_DRIVER).toBe('sim');
     expect(c.stateDir).toBe('.state/agents/h1');
     expect(c.FERRY_SIM_TOOLSTACK.streamFormat).toBe('v2');
+  });
+
+  it('hostname: the host id for sim hosts (they share one machine), the machine name for xl, or FERRY_HOSTNAME', () => {
+    expect(agentHostname(loadAgentConfig(base), 'vm')).toBe('h1');
+    expect(agentHostname(loadAgentConfig({ ...base, FERRY_DRIVER: 'xl' }), 'dom0-7')).toBe('dom0-7');
+    expect(agentHostname(loadAgentConfig({ ...base, FERRY_HOSTNAME: 'rack4-u12' }), 'vm')).toBe('rack4-u12');
+    expect(() => loadAgentConfig({ ...base, FERRY_HOSTNAME: 'no spaces' })).toThrow(/FERRY_HOSTNAME/);
   });
 
   it('fails fast naming every bad variable', () => {

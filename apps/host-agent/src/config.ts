@@ -98,6 +98,8 @@ const schema = z
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
     FERRY_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Za-z0-9_.-').optional(),
     FERRY_DRIVER: z.enum(['sim', 'xl']).default('sim'),
+    /** The hostname the agent registers with. Default: the machine's for xl; the host id for sim hosts, which share one machine. */
+    FERRY_HOSTNAME: z.string().regex(/^[A-Za-z0-9_.-]{1,253}$/, 'must be 1-253 of A-Za-z0-9_.-').optional(),
     FERRY_STATE_DIR: z.string().min(1).optional(),
     /** Data (stream) endpoint: where this agent listens, and the URL peers use to reach it. */
     FERRY_DATA_HOST: z.string().default('127.0.0.1'),
@@ -141,6 +143,11 @@ export type AgentConfig = z.output<typeof schema> & { stateDir: string };
 export function loadAgentConfig(e: Record<string, string | undefined> = process.env): AgentConfig {
   const c = loadConfig(schema, e);
   return { ...c, stateDir: c.FERRY_STATE_DIR ?? `.state/agents/${c.FERRY_HOST_ID}` };
+}
+
+/** What the agent registers as its hostname (see FERRY_HOSTNAME). */
+export function agentHostname(c: Pick<AgentConfig, 'FERRY_HOSTNAME' | 'FERRY_DRIVER' | 'FERRY_HOST_ID'>, machine: string): string {
+  return c.FERRY_HOSTNAME ?? (c.FERRY_DRIVER === 'sim' ? c.FERRY_HOST_ID : machine);
 }
 
 export { ConfigError };

@@ -90,6 +90,8 @@ describe('host agents on loopback', () => {
 
   it('suspends on a 32-bit host, refuses to upgrade while guests remain, upgrades, and resumes on it as 64-bit v2', async () => {
     const h32 = await agent('h32', { FERRY_SIM_TOOLSTACK: '4.4-32', FERRY_SIM_GUESTS: 'hvm1:hvm:64M:1:21:4M' });
+    // sim hosts share one machine: each registers its host id as hostname, so they can be told apart
+    expect(cp.hosts.get('h32')!.reg.hostname).toBe('h32');
     await cp.dispatch('h32', 'upgrade', { operationId: 'up-0', attempt: 1, campaignId: null, toolstack: { xenVersion: '4.17', bitness: 64, streamFormat: 'v2' } });
     expect(failure(await cp.waitFinal('up-0', 'upgrade')).code).toBe('GUESTS_PRESENT');
 

@@ -111,7 +111,7 @@ export class CampaignsService {
     const now = nowIso();
     const c: CampaignDoc = {
       id: newId('camp'),
-      name: req.name ?? `upgrade ${plan.hosts.map((h) => h.hostId).join(', ')}`,
+      name: req.name ?? defaultCampaignName(await this.repo.nextNumber(), req, plan.hosts),
       state: 'running',
       request: req,
       hosts: plan.hosts.map((h) => ({ ...h, state: 'pending', error: null, startedAt: null, finishedAt: null, upgradeOperationId: null, vms: h.vms.map((v) => ({ ...v, state: 'pending', outOperationId: null, backOperationId: null, error: null })) })),
@@ -154,4 +154,12 @@ export class CampaignsService {
     await this.events.publish('campaign.updated', 'campaign', id, next);
     return next;
   }
+}
+
+/** "#3 upgrade xen-a, xen-b to Xen 4.17 64-bit v2": numbered in the fleet, so two campaigns never share a default name. */
+export function defaultCampaignName(n: number, req: CreateCampaignRequest, hosts: Pick<CampaignHostPlan, 'hostId'>[]): string {
+  const t = req.targetToolstack ?? DEFAULT_UPGRADE_TOOLSTACK;
+  const ids = hosts.map((h) => h.hostId);
+  const list = ids.length > 4 ? `${ids.slice(0, 3).join(', ')} and ${ids.length - 3} more` : ids.join(', ');
+  return `#${n} upgrade ${list} to Xen ${t.xenVersion} ${t.bitness}-bit ${t.streamFormat}`;
 }

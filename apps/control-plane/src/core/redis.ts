@@ -30,6 +30,7 @@ export class Keys {
   ckpt = (id: string) => `${this.p}:ckpt:${id}`;
   ckpts = () => `${this.p}:ckpts`;
   ckptsVm = (vmId: string) => `${this.p}:ckpts:vm:${vmId}`;
+  campsSeq = () => `${this.p}:camps:seq`;
   idem = (key: string) => `${this.p}:idem:${key}`;
   events = () => `${this.p}:events`;
   lease = (name: string) => `${this.p}:lease:${name}`;

@@ -567,6 +567,10 @@ export class CampaignsRepository {
   async activeIds(): Promise<string[]> {
     return this.redis.smembers(this.k.campsActive());
   }
+  /** 1, 2, 3...: the campaign's number in this fleet (default names carry it, so no two are alike). */
+  async nextNumber(): Promise<number> {
+    return this.redis.incr(this.k.campsSeq());
+  }
 }
 
 // ---------------- events ----------------

@@ -5,7 +5,21 @@
  * so their records and pages can be described the same way (`ferry stream inspect` /
  * `ferry stream detect` use the same functions).
  */
-import { DETECT_PREFIX, detectLegacy, ingestToV2, inspectStream, sniffFraming, type ByteSource, type InspectReport, type LegacyDetection, type StreamFacts } from '@ferry/stream-codec';
+import {
+  DETECT_PREFIX,
+  StreamReader,
+  XL_HDR_SIZE,
+  detectLegacy,
+  ingestToV2,
+  inspectStream,
+  sniffFraming,
+  sniffV2,
+  viewOf,
+  type ByteSource,
+  type InspectReport,
+  type LegacyDetection,
+  type StreamFacts,
+} from '@ferry/stream-codec';
 
 export type LegacyDetectionView = LegacyDetection;
 
@@ -41,10 +55,10 @@ export async function inspectFile(file: Blob & { name?: string }, onProgress?: (
   const sniffed = sniffFraming(head);
   res.sniffed = sniffed ?? 'unknown (too short)';
 
-  if (sniffed === 'legacy') {
+  if (sniffed === 'legacy' || sniffed === 'xl') {
     try {
-      res.detection = detectLegacy(head, { complete: head.byteLength === file.size });
-      res.width = { toolstack: res.detection.width, guest: res.detection.guestWidth, source: `detected (${res.detection.confidence})` };
+      res.detection = await detectFramedLegacy(file);
+      if (res.detection) res.width = { toolstack: res.detection.width, guest: res.detection.guestWidth, source: `detected (${res.detection.confidence})` };
     } catch (e) {
       res.errors.push(`detect: ${msg(e)}`);
     }
@@ -81,6 +95,24 @@ export async function inspectFile(file: Blob & { name?: string }, onProgress?: (
   if (res.report && !res.report.verdict.valid && res.report.verdict.error) res.errors.push(res.report.verdict.error);
   res.ms = performance.now() - t0;
   return res;
+}
+
+/**
+ * The legacy detection of an image, bare or behind an xl header (as `ferry stream detect` does it): null for
+ * a v2 stream. The xl header and its optional data (the domain config) are skipped, so the detector reads
+ * the legacy stream itself, and says it was xl-framed.
+ */
+async function detectFramedLegacy(file: Blob): Promise<LegacyDetection | null> {
+  const r = new StreamReader(chunks(file));
+  if (await sniffV2(r)) return null;
+  const xl = sniffFraming(await r.peek(XL_HDR_SIZE)) === 'xl';
+  if (xl) {
+    await r.read(XL_HDR_SIZE - 4, 'xl header');
+    const optlen = viewOf(await r.read(4, 'xl header')).getUint32(0, true);
+    await r.skip(optlen, 'xl optional data');
+  }
+  const prefix = await r.peek(DETECT_PREFIX);
+  return detectLegacy(prefix, { complete: prefix.byteLength < DETECT_PREFIX, xl, base: r.offset });
 }
 
 function msg(e: unknown): string {
