@@ -55,6 +55,25 @@ export class MigrationReceiver {
     exp.resolve({ req, res });
   };
 
+  /**
+   * The guest may come back right after it left: this host's copy from that earlier migration is
+   * then still being destroyed (the source drops it after the commit). Waits for it, within
+   * `timeoutMs`; any other domain of that name is a conflict.
+   */
+  private async waitForDeparture(vmId: string, timeoutMs: number, op: Operation): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const leaving = (await this.driver.pendingMigrations()).some((m) => m.vmId === vmId && m.state === 'migrating-out');
+      if (!leaving) {
+        if (!(await this.driver.spec(vmId))) return;
+        throw new AgentFailure('TOOLSTACK_ERROR', `a domain '${vmId}' exists on this host already`, false);
+      }
+      if (Date.now() > deadline) throw new AgentFailure('TOOLSTACK_ERROR', `this host's earlier copy of '${vmId}' is still leaving`, true);
+      op.check();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   async receive(p: MigrateReceivePayload, op: Operation): Promise<MigrateReceiveResult> {
     const progress = (phase: 'preparing' | 'verifying', bytesDone: number): void =>
       this.reporter.progress('migrate-receive', p.migrationId, p.attempt, {
@@ -68,7 +87,7 @@ export class MigrationReceiver {
         expectedDowntimeMs: null,
         downtimeMs: null,
       });
-    if (await this.driver.spec(p.vm.vmId)) throw new AgentFailure('TOOLSTACK_ERROR', `a domain '${p.vm.vmId}' exists on this host already`, false);
+    if (await this.driver.spec(p.vm.vmId)) await this.waitForDeparture(p.vm.vmId, p.connectTimeoutMs, op);
     progress('preparing', 0);
     const exp = new Expectation(p);
     this.expected.set(p.migrationId, exp);
