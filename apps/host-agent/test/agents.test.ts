@@ -179,4 +179,16 @@ describe('host agents on loopback', () => {
     expect(result<{ outcome: string }>(await cp.waitFinal(id, 'migrate-send', 20_000)).outcome).toBe('handed-off');
     expect(await cp.freshGuests('src')).toEqual([]);
   });
+
+  it('a guest sent straight back to the host it just left arrives, though that host is still destroying its old copy', async () => {
+    // the source's toolstack takes 1.5 s to destroy a domain: the way back is asked for while it does
+    await Promise.all([agent('src', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:71:0', FERRY_SIM_LATENCY_MS: '1500' }), agent('dst', {})]);
+    const before = (await cp.freshGuests('src'))[0]!.memoryDigest;
+    const there = await cp.migrate({ vm: { ...hvm, memoryMiB: 16 }, from: 'src', to: 'dst', mode: 'live' });
+    await cp.waitFinal(there, 'migrate-receive', 20_000);
+    const back = await cp.migrate({ vm: { ...hvm, memoryMiB: 16 }, from: 'dst', to: 'src', mode: 'live' });
+    expect(result<{ memoryDigest: string }>(await cp.waitFinal(back, 'migrate-receive', 30_000)).memoryDigest).toBe(before);
+    expect((await cp.freshGuests('src')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+    expect(await cp.freshGuests('dst')).toEqual([]);
+  });
 });
