@@ -191,4 +191,22 @@ describe('host agents on loopback', () => {
     expect((await cp.freshGuests('src')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
     expect(await cp.freshGuests('dst')).toEqual([]);
   });
+
+  it('a migration arriving while the target still discards an earlier one\'s copy of the guest waits for it, then completes', async () => {
+    // two sources with the same guest stand for the same VM before and after a retry; the target builds domains slowly (1.5 s)
+    await Promise.all([
+      agent('srcA', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:81:0' }),
+      agent('srcB', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:81:0' }),
+      agent('dst', { FERRY_SIM_LATENCY_MS: '1500' }),
+    ]);
+    const vm = { ...hvm, memoryMiB: 16 };
+    const first = await cp.migrate({ vm, from: 'srcA', to: 'dst', mode: 'cold' });
+    await waitFor(() => progressOf(first, 'migrate-receive').some((r) => r.type === 'progress' && r.phase === 'verifying'), 20_000, 'first stream in');
+    await cp.cancel(first, ['dst']);
+    const second = await cp.migrate({ vm, from: 'srcB', to: 'dst', mode: 'cold' });
+    expect(failure(await cp.waitFinal(first, 'migrate-receive')).code).toBe('CANCELLED');
+    expect(await cp.waitFinal(second, 'migrate-receive', 30_000)).toMatchObject({ type: 'completed' });
+    expect((await cp.freshGuests('dst')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+    expect((await cp.freshGuests('srcA')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+  });
 });
