@@ -198,4 +198,34 @@ describe('host agents on loopback', () => {
     expect(result<{ outcome: string }>(await cp.waitFinal(id, 'migrate-send', 20_000)).outcome).toBe('handed-off');
     expect(await cp.freshGuests('src')).toEqual([]);
   });
+
+  it('a guest sent straight back to the host it just left arrives, though that host is still destroying its old copy', async () => {
+    // the source's toolstack takes 1.5 s to destroy a domain: the way back is asked for while it does
+    await Promise.all([agent('src', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:71:0', FERRY_SIM_LATENCY_MS: '1500' }), agent('dst', {})]);
+    const before = (await cp.freshGuests('src'))[0]!.memoryDigest;
+    const there = await cp.migrate({ vm: { ...hvm, memoryMiB: 16 }, from: 'src', to: 'dst', mode: 'live' });
+    await cp.waitFinal(there, 'migrate-receive', 20_000);
+    const back = await cp.migrate({ vm: { ...hvm, memoryMiB: 16 }, from: 'dst', to: 'src', mode: 'live' });
+    expect(result<{ memoryDigest: string }>(await cp.waitFinal(back, 'migrate-receive', 30_000)).memoryDigest).toBe(before);
+    expect((await cp.freshGuests('src')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+    expect(await cp.freshGuests('dst')).toEqual([]);
+  });
+
+  it('a migration arriving while the target still discards an earlier one\'s copy of the guest waits for it, then completes', async () => {
+    // two sources with the same guest stand for the same VM before and after a retry; the target builds domains slowly (1.5 s)
+    await Promise.all([
+      agent('srcA', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:81:0' }),
+      agent('srcB', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:81:0' }),
+      agent('dst', { FERRY_SIM_LATENCY_MS: '1500' }),
+    ]);
+    const vm = { ...hvm, memoryMiB: 16 };
+    const first = await cp.migrate({ vm, from: 'srcA', to: 'dst', mode: 'cold' });
+    await waitFor(() => progressOf(first, 'migrate-receive').some((r) => r.type === 'progress' && r.phase === 'verifying'), 20_000, 'first stream in');
+    await cp.cancel(first, ['dst']);
+    const second = await cp.migrate({ vm, from: 'srcB', to: 'dst', mode: 'cold' });
+    expect(failure(await cp.waitFinal(first, 'migrate-receive')).code).toBe('CANCELLED');
+    expect(await cp.waitFinal(second, 'migrate-receive', 30_000)).toMatchObject({ type: 'completed' });
+    expect((await cp.freshGuests('dst')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+    expect((await cp.freshGuests('srcA')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+  });
 });

@@ -55,6 +55,29 @@ export class MigrationReceiver {
     exp.resolve({ req, res });
   };
 
+  /**
+   * A copy of the guest may still be on its way out of this host: the one it sent away a moment
+   * ago (the source drops it after the commit), or an uncommitted copy of an earlier attempt (the
+   * newer attempt cancelled it; it is being discarded). Waits for it, within `timeoutMs`; any other
+   * domain of that name is a conflict.
+   */
+  private async waitForDeparture(p: MigrateReceivePayload, timeoutMs: number, op: Operation): Promise<void> {
+    const vmId = p.vm.vmId;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const leaving = (await this.driver.pendingMigrations()).some(
+        (m) => m.vmId === vmId && (m.state === 'migrating-out' || (m.state === 'migrating-in' && !m.committed && (m.migrationId !== p.migrationId || m.attempt < p.attempt))),
+      );
+      if (!leaving) {
+        if (!(await this.driver.spec(vmId))) return;
+        throw new AgentFailure('TOOLSTACK_ERROR', `a domain '${vmId}' exists on this host already`, false);
+      }
+      if (Date.now() > deadline) throw new AgentFailure('TOOLSTACK_ERROR', `this host's earlier copy of '${vmId}' is still leaving`, true);
+      op.check();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   async receive(p: MigrateReceivePayload, op: Operation): Promise<MigrateReceiveResult> {
     const progress = (phase: 'preparing' | 'verifying', bytesDone: number): void =>
       this.reporter.progress('migrate-receive', p.migrationId, p.attempt, {
@@ -68,7 +91,7 @@ export class MigrationReceiver {
         expectedDowntimeMs: null,
         downtimeMs: null,
       });
-    if (await this.driver.spec(p.vm.vmId)) throw new AgentFailure('TOOLSTACK_ERROR', `a domain '${p.vm.vmId}' exists on this host already`, false);
+    if (await this.driver.spec(p.vm.vmId)) await this.waitForDeparture(p, p.connectTimeoutMs, op);
     progress('preparing', 0);
     const exp = new Expectation(p);
     this.expected.set(p.migrationId, exp);
