@@ -3,15 +3,85 @@
  * common options (--url, --token, --json, -h), one-line errors with exit codes
  * (1 = API / network error, 2 = usage), tables, and following an entity live over SSE.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FerryApiError, FerryClient, sseMessages, type ApiError, type EventEntity, type FerryEvent } from '@ferry/contracts';
+import { savedAdminToken, savedApiUrl, stateDirFrom } from '../../up/state';
 
 export const COMMON_USAGE = `common options:
-  --url URL      control plane (default $FERRY_URL, else http://127.0.0.1:8080)
-  --token T      bearer token (default $FERRY_TOKEN)
+  --url URL      control plane (default $FERRY_URL, else "url" of the config file, else the fleet
+                 \`ferry up\` runs from the state folder, else http://127.0.0.1:8080)
+  --token T      bearer token (default $FERRY_TOKEN, else "token" of the config file, else, for a
+                 control plane on this machine, the admin token \`ferry up\` saved in its state folder)
   --json         machine-readable output
   -h, --help     this help
+
+config file: $XDG_CONFIG_HOME/ferry/config.json (default ~/.config/ferry/config.json), e.g.
+  {"url": "https://ferry.example:8080", "token": "..."}
+state folder: $FERRY_STATE_DIR, default .state at the repository root (ferry up's admin-token, api-url)
 `;
+
+/** The config file the operator verbs read: $XDG_CONFIG_HOME/ferry/config.json, else ~/.config/ferry/config.json. */
+export function configPath(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_CONFIG_HOME || path.join(env.HOME || os.homedir(), '.config'), 'ferry', 'config.json');
+}
+
+export interface Connection {
+  url: string;
+  token: string;
+  /** Where the token came from, for error messages ('' = none found). */
+  tokenSource: string;
+}
+
+function readConfig(file: string): { url?: string; token?: string } {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return {};
+  }
+  try {
+    const c = JSON.parse(text) as { url?: unknown; token?: unknown };
+    return { ...(typeof c.url === 'string' ? { url: c.url } : {}), ...(typeof c.token === 'string' ? { token: c.token } : {}) };
+  } catch (e) {
+    throw new UsageError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function isLoopback(url: string): boolean {
+  try {
+    const h = new URL(url).hostname;
+    return h === 'localhost' || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The control plane and token the operator verbs use, each from the first place that has one:
+ * the option, the environment (FERRY_URL, FERRY_TOKEN), the config file, then what `ferry up` saved
+ * in its state folder. The saved admin token is only ever sent to a control plane on this machine.
+ */
+export function resolveConnection(opts: { url?: string; token?: string }, env: NodeJS.ProcessEnv = process.env): Connection {
+  const cfgFile = configPath(env);
+  const cfg = readConfig(cfgFile);
+  const stateDir = stateDirFrom(env);
+  const url = opts.url ?? env.FERRY_URL ?? cfg.url ?? savedApiUrl(stateDir) ?? 'http://127.0.0.1:8080';
+  if (opts.token !== undefined) return { url, token: opts.token, tokenSource: '--token' };
+  if (env.FERRY_TOKEN) return { url, token: env.FERRY_TOKEN, tokenSource: '$FERRY_TOKEN' };
+  if (cfg.token) return { url, token: cfg.token, tokenSource: cfgFile };
+  const saved = isLoopback(url) ? savedAdminToken(stateDir) : null;
+  if (saved) return { url, token: saved, tokenSource: path.join(stateDir, 'admin-token') };
+  return { url, token: '', tokenSource: '' };
+}
+
+/** What a 401 says about where a token comes from. */
+export function tokenHelp(tokenSource: string, env: NodeJS.ProcessEnv = process.env): string {
+  const used = tokenSource ? `the token from ${tokenSource} was refused` : 'no token was found';
+  return `${used}; a token comes from --token, $FERRY_TOKEN, "token" in ${configPath(env)}, or the admin token \`ferry up\` prints and saves in ${path.join(stateDirFrom(env), 'admin-token')}`;
+}
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -21,6 +91,7 @@ export interface Ctx {
   verb: string;
   url: string;
   token: string;
+  tokenSource: string;
   json: boolean;
   client: FerryClient;
   values: Record<string, string | boolean | undefined>;
@@ -51,9 +122,15 @@ export function parse(verb: string, argv: string[], options: Options, usage: str
     process.stdout.write(usage + COMMON_USAGE);
     return 0;
   }
-  const url = (v.url as string | undefined) ?? process.env.FERRY_URL ?? 'http://127.0.0.1:8080';
-  const token = (v.token as string | undefined) ?? process.env.FERRY_TOKEN ?? '';
-  return { verb, url, token, json: v.json === true, client: new FerryClient({ baseUrl: url, token }), values: v, positionals: a.positionals };
+  let conn: Connection;
+  try {
+    conn = resolveConnection({ ...(typeof v.url === 'string' ? { url: v.url } : {}), ...(typeof v.token === 'string' ? { token: v.token } : {}) });
+  } catch (e) {
+    process.stderr.write(`ferry ${verb}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const { url, token, tokenSource } = conn;
+  return { verb, url, token, tokenSource, json: v.json === true, client: new FerryClient({ baseUrl: url, token }), values: v, positionals: a.positionals };
 }
 
 export function usageError(ctx: { verb: string }, msg: string): number {
@@ -62,7 +139,7 @@ export function usageError(ctx: { verb: string }, msg: string): number {
 }
 
 /** One line on stderr; exit 1 for API and network errors, 2 for usage errors. Rethrows bugs. */
-export function fail(ctx: { verb: string; url: string }, e: unknown, hint?: (status: number, msg: string) => string | undefined): number {
+export function fail(ctx: { verb: string; url: string; tokenSource?: string }, e: unknown, hint?: (status: number, msg: string) => string | undefined): number {
   if (e instanceof UsageError) {
     process.stderr.write(`ferry ${ctx.verb}: ${e.message} (see ferry ${ctx.verb} --help)\n`);
     return 2;
@@ -72,7 +149,7 @@ export function fail(ctx: { verb: string; url: string }, e: unknown, hint?: (sta
     let msg = typeof body === 'string' ? body.trim() || 'no message' : body.message;
     if (typeof body !== 'string' && body.issues?.length) msg += ` (${body.issues.map((i) => `${i.field}: ${i.rule}`).join('; ')})`;
     msg = msg.replace(/\s*\n\s*/g, ' ');
-    const extra = hint?.(e.status, msg);
+    const extra = hint?.(e.status, msg) ?? (e.status === 401 && ctx.tokenSource !== undefined ? `${msg}: ${tokenHelp(ctx.tokenSource)}` : undefined);
     process.stderr.write(`ferry ${ctx.verb}: ${extra ?? msg} (HTTP ${e.status})\n`);
     return 1;
   }
