@@ -81,12 +81,13 @@ const XSAVE_HDR = 16;
 
 /**
  * A PV stream's xsave area size (the common body size of its non-empty X86_PV_VCPU_XSAVE
- * records; 0 when it has none), for `xsaveSize`. Reads the whole stream: meant for a first
- * pass over a file. Vcpus with different sizes cannot be expressed in a legacy image.
+ * records; 0 when it has none or is not PV), for `xsaveSize`. Reads a PV stream to its end:
+ * meant for a first pass over a file. Vcpus with different sizes cannot be expressed in a legacy image.
  */
 export async function pvXsaveSize(source: ByteSource | StreamReader): Promise<number> {
   let size = 0;
   for await (const item of decodeV2(source, { format: 'auto' })) {
+    if (item.kind === 'domain-header' && item.header.type !== DOMAIN_TYPE.x86_pv) return 0;
     if (item.kind !== 'libxc-record' || item.type !== REC.X86_PV_VCPU_XSAVE || item.body.kind !== 'x86_pv_vcpu') continue;
     const n = item.body.context.byteLength;
     if (!n) continue;
