@@ -146,6 +146,10 @@ export async function main(argv: string[]): Promise<number> {
     const d = summary.detection;
     if (auto && d) info(`Detected: ${summary.toolstackWidth}-bit toolstack, ${summary.guest} guest (${d.confidence}): ${d.reasons.join('; ')}`);
   } catch (e) {
+    // What was converted before the fault goes out, as from Xen's script: libxl 4.17 reading a
+    // helper that wrote nothing fails with "Invalid ident", and xl crashes leaving the half-built
+    // domain behind; after libxl's header (written first) it fails cleanly.
+    await sink.flush().catch(() => undefined);
     if (e instanceof UnsupportedStreamError) {
       err(`Script Error: ${e.message}`);
       rc = 2;
