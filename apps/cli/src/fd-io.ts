@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
 import { alignedBytes } from '@ferry/stream-codec/src/node';
 import type { StreamReader } from '@ferry/stream-codec/src/reader';
 import type { FdCopy } from './native';
@@ -32,16 +33,93 @@ export function expandLongOptions(argv: string[], names: string[]): string[] {
   return out;
 }
 
-/** "-" or "1" is stdout; digits are an inherited descriptor; anything else a path (created/truncated). */
-export function openOutputFd(spec: string): number {
-  if (spec === '-' || spec === '1') return 1;
-  if (/^\d+$/.test(spec)) {
-    const fd = Number(spec);
-    fs.fstatSync(fd); // EBADF now rather than at the first write
-    return fd;
+/**
+ * Where a converter writes: "-" or "1" is stdout, digits an inherited descriptor (closed when
+ * done, stdout is not), anything else a path. A path is written through a temporary file in the same
+ * folder, renamed onto it by commit(); discard() (any failure) removes it, so a failed
+ * conversion leaves neither a partial file nor an empty one, and a file already at the path
+ * stays as it was. With `onSignal`, SIGINT, SIGTERM and SIGHUP remove it too before the process
+ * ends; only for callers whose event loop runs between reads: a handler makes these signals wait
+ * for the loop, and a process blocked in a synchronous read of a pipe would never end. Without
+ * it (and after SIGKILL) a signal can leave the temporary file: a dot-file named after the
+ * output. No fsync before the rename: the point is never to show a partial output, not to
+ * survive a power cut.
+ */
+export class OutputFile {
+  private done = false;
+  private readonly onSignal?: (sig: NodeJS.Signals) => void;
+
+  private constructor(
+    readonly fd: number,
+    /** The path to rename onto, and the temporary file; absent for stdout and descriptors. */
+    private readonly target?: { path: string; temp: string },
+    cleanupOnSignal = false,
+  ) {
+    if (!target || !cleanupOnSignal) return;
+    this.onSignal = (sig) => {
+      this.discard();
+      process.kill(process.pid, sig); // the default action now that our handlers are gone
+    };
+    for (const sig of SIGNALS) process.once(sig, this.onSignal);
   }
-  return fs.openSync(spec, 'w');
+
+  static open(spec: string, opts: { onSignal?: 'remove' } = {}): OutputFile {
+    if (spec === '-' || spec === '1') return new OutputFile(1);
+    if (/^\d+$/.test(spec)) {
+      const fd = Number(spec);
+      fs.fstatSync(fd); // EBADF now rather than at the first write
+      return new OutputFile(fd);
+    }
+    const dir = path.dirname(spec);
+    if (fs.statSync(spec, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`${spec} is a directory`);
+    // created exclusively: never someone else's file (a name taken is skipped)
+    for (let n = 0; ; n++) {
+      const temp = path.join(dir, `.${path.basename(spec)}.${process.pid}.${n}.tmp`);
+      try {
+        return new OutputFile(fs.openSync(temp, 'wx'), { path: spec, temp }, opts.onSignal === 'remove');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 100) throw e;
+      }
+    }
+  }
+
+  /** The conversion succeeded: the output takes its name. */
+  commit(): void {
+    if (this.done) return;
+    this.done = true;
+    this.unhook();
+    this.close();
+    if (!this.target) return;
+    try {
+      fs.renameSync(this.target.temp, this.target.path);
+    } catch (e) {
+      fs.rmSync(this.target.temp, { force: true });
+      throw e;
+    }
+  }
+
+  /** The conversion failed: nothing of it stays. Safe to call again, and after commit(). */
+  discard(): void {
+    if (this.done) return;
+    this.done = true;
+    this.unhook();
+    this.close();
+    if (this.target) fs.rmSync(this.target.temp, { force: true });
+  }
+
+  private close(): void {
+    try {
+      if (this.fd > 2) fs.closeSync(this.fd);
+    } catch {
+      /* closed by its other owner (an inherited descriptor) */
+    }
+  }
+
+  private unhook(): void {
+    if (this.onSignal) for (const sig of SIGNALS) process.off(sig, this.onSignal);
+  }
 }
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 const IOV_MAX = 1024;
 // Small batches: the bytes just read are still in the CPU cache when they are written.

@@ -46,6 +46,11 @@ import { encodeLegacyXlHeader, encodePhysmap, vcpuContextSize, type LegacyWidth,
  *    was offered (what a guest that enabled them all has, e.g. Linux). A vcpu whose
  *    area differs from the announced size is refused, naming the size to pass.
  *
+ * The extended-info "vcpu" block in the header is written as zeros: a legacy saver put vcpu 0's
+ * context there, which a v2 stream has only after the pages. Restores read nothing from it but
+ * the PAE extended-CR3 assist, so a 32-bit PAE guest is restored as one without it (legacy Xen
+ * then keeps its L3 page tables below 4 GiB); 64-bit guests are unaffected.
+ *
  * What legacy cannot express is refused with UnsupportedStreamError: big-endian
  * streams, Remus/COLO checkpoints, PV MSR state, LMCE state, pfns of 2^28 and
  * above, HVM params it has no chunk for (set, non-zero), xenstore data other than
@@ -81,12 +86,13 @@ const XSAVE_HDR = 16;
 
 /**
  * A PV stream's xsave area size (the common body size of its non-empty X86_PV_VCPU_XSAVE
- * records; 0 when it has none), for `xsaveSize`. Reads the whole stream: meant for a first
- * pass over a file. Vcpus with different sizes cannot be expressed in a legacy image.
+ * records; 0 when it has none or is not PV), for `xsaveSize`. Reads a PV stream to its end:
+ * meant for a first pass over a file. Vcpus with different sizes cannot be expressed in a legacy image.
  */
 export async function pvXsaveSize(source: ByteSource | StreamReader): Promise<number> {
   let size = 0;
   for await (const item of decodeV2(source, { format: 'auto' })) {
+    if (item.kind === 'domain-header' && item.header.type !== DOMAIN_TYPE.x86_pv) return 0;
     if (item.kind !== 'libxc-record' || item.type !== REC.X86_PV_VCPU_XSAVE || item.body.kind !== 'x86_pv_vcpu') continue;
     const n = item.body.context.byteLength;
     if (!n) continue;
@@ -438,7 +444,7 @@ export async function* legacyFromV2(source: ByteSource | StreamReader, opts: Leg
               hold(n, at);
               v.xsave = new Uint8Array(b.context);
             } else if (b.context.byteLength) {
-              unsupported(at, `vcpu ${b.vcpuId} MSR state (Xen <= 4.5 migrated no PV MSRs)`);
+              unsupported(at, `vcpu ${b.vcpuId} has PV MSR state, which Xen <= 4.5 did not migrate; keep it on v2 and restore on Xen >= 4.6`);
             }
             break;
           }

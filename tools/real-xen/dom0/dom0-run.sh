@@ -9,6 +9,7 @@
 #   pvabort pvmig, then a save and a restore aborted part way (AbortSignal)
 #   pvh    PVH guest with the in-dom0 migration
 #   slow   the vitest slow test apps/host-agent/src/xl/xl-driver.slow.test.ts (PV guest)
+#   seed   legacy images of a real PV save restored by xl through Xen's and Ferry's converters (seed.sh)
 REPO=$(cat /guests/repo-path)
 WHAT=$(sed -n 's/.*ferryxen=\([a-z0-9+]*\).*/\1/p' /proc/cmdline)
 echo "ferryxen=$WHAT repo=$REPO"
@@ -35,6 +36,13 @@ if want slow; then
       --config apps/host-agent/test/vitest.slow.config.ts apps/host-agent/src/xl/xl-driver.slow.test.ts ) > /out/vitest-slow.log 2>&1
   echo "== vitest slow test rc=$? ($(date -u +%T))"
   cat /out/vitest-slow.log
+  for d in $($XL list | awk 'NR>2 {print $1}'); do $XL destroy "$d"; done
+fi
+if want seed; then
+  echo "== seed ($(date -u +%T))"
+  sh /guests/seed.sh > /out/seed.log 2>&1
+  echo "== seed rc=$? ($(date -u +%T))"
+  cat /out/seed.log
   for d in $($XL list | awk 'NR>2 {print $1}'); do $XL destroy "$d"; done
 fi
 want hvm && check hvm --guest hvm --cfg /guests/hvm.cfg --up-marker none --boot-wait 90

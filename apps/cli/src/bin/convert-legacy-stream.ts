@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
 import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
 import { StreamReader } from '@ferry/stream-codec/src/reader';
-import { FdSink, PooledInput, expandLongOptions, openInputFd, openOutputFd } from '../fd-io';
+import { FdSink, OutputFile, PooledInput, expandLongOptions, openInputFd } from '../fd-io';
 import { loadFdCopy } from '../native';
 
 const PROG = 'convert-legacy-stream';
@@ -108,16 +108,19 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(line + '\n');
   };
 
-  let fd: number;
+  let out: OutputFile;
   let inFd: number;
   try {
     inFd = openInputFd(values.in as string).fd;
-    fd = openOutputFd(values.out as string);
-    if (fd === 1) infoFd = 2;
+    // A path is written under a temporary name and renamed on success: a failure leaves nothing.
+    // No signal handler: reads block (a pipe's for good), and SIGTERM (libxl's abort) must end us.
+    out = OutputFile.open(values.out as string);
   } catch (e) {
     err(`${PROG}: ${(e as Error).message}`);
     return 1;
   }
+  const fd = out.fd;
+  if (fd === 1) infoFd = 2;
   const auto = width === 'auto' || guest === 'auto';
   const sink = new FdSink(fd);
   // FERRY_READ_BYTES: smaller reads, for tests that make every record straddle recycled buffers.
@@ -143,6 +146,10 @@ export async function main(argv: string[]): Promise<number> {
     const d = summary.detection;
     if (auto && d) info(`Detected: ${summary.toolstackWidth}-bit toolstack, ${summary.guest} guest (${d.confidence}): ${d.reasons.join('; ')}`);
   } catch (e) {
+    // What was converted before the fault goes out, as from Xen's script: libxl 4.17 reading a
+    // helper that wrote nothing fails with "Invalid ident", and xl crashes leaving the half-built
+    // domain behind; after libxl's header (written first) it fails cleanly.
+    await sink.flush().catch(() => undefined);
     if (e instanceof UnsupportedStreamError) {
       err(`Script Error: ${e.message}`);
       rc = 2;
@@ -158,10 +165,12 @@ export async function main(argv: string[]): Promise<number> {
     }
   } finally {
     try {
-      if (fd > 2) fs.closeSync(fd);
-    } catch {
-      /* already closed */
+      if (rc === 0) out.commit();
+    } catch (e) {
+      err(`Stream Error: ${(e as Error).message}`);
+      rc = 1;
     }
+    out.discard(); // (after a commit: nothing)
   }
   return rc;
 }

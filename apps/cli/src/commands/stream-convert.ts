@@ -3,14 +3,14 @@
  * direction, width and guest type from the input unless told. The descriptor I/O
  * lives in ../fd-io (shared with convert-legacy-stream).
  */
-import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
 import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
 import { StreamReader } from '@ferry/stream-codec/src/reader';
-import { legacyFromV2 } from '@ferry/stream-codec/src/downconvert';
+import { legacyFromV2, pvXsaveSize } from '@ferry/stream-codec/src/downconvert';
 import { readerRemainder, sniffV2 } from '@ferry/stream-codec/src/ingest';
-import { openOutputFd, writeToFd } from '../fd-io';
+import { fileChunks } from '@ferry/stream-codec/src/node';
+import { OutputFile, writeToFd } from '../fd-io';
 import { Progress, openInput } from '../io';
 
 const USAGE = `usage: ferry stream convert IN OUT [options]
@@ -20,6 +20,9 @@ const USAGE = `usage: ferry stream convert IN OUT [options]
   --guest auto|pv|hvm     legacy guest type (default auto)
   --format libxl|libxc    v2 output framing (default libxl; an xl header keeps its place)
   --skip-qemu             leave an HVM image's qemu tail unconverted (libxc output)
+  --xsave-size N          v2 -> legacy, PV: the vcpus' xsave area size (bytes of an X86_PV_VCPU_XSAVE
+                          body); legacy announces it before the pages. Default: read from IN first
+                          when IN is a file, else from the stream's CPUID policy
   --json                  print a summary as JSON on stderr when done
   -v, --verbose           describe the stream while converting
 `;
@@ -36,6 +39,7 @@ export async function run(argv: string[]): Promise<number> {
         guest: { type: 'string', short: 'g', default: 'auto' },
         format: { type: 'string', short: 'f', default: 'libxl' },
         'skip-qemu': { type: 'boolean', default: false },
+        'xsave-size': { type: 'string' },
         json: { type: 'boolean', default: false },
         verbose: { type: 'boolean', short: 'v', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -58,19 +62,32 @@ export async function run(argv: string[]): Promise<number> {
   const width = v.width as string;
   const guest = v.guest as string;
   const format = v.format as string;
-  if (!['auto', '32', '64'].includes(width) || !['auto', 'pv', 'hvm'].includes(guest) || !['libxl', 'libxc'].includes(format) || (v.to && !['v2', 'legacy'].includes(v.to as string))) {
+  const xsaveArg = v['xsave-size'] as string | undefined;
+  if (
+    !['auto', '32', '64'].includes(width) ||
+    !['auto', 'pv', 'hvm'].includes(guest) ||
+    !['libxl', 'libxc'].includes(format) ||
+    (v.to && !['v2', 'legacy'].includes(v.to as string)) ||
+    (xsaveArg !== undefined && !/^\d{1,7}$/.test(xsaveArg))
+  ) {
     process.stderr.write(`ferry stream convert: bad option value\n${USAGE}`);
     return 2;
   }
+  if (v.to === 'legacy' && width === 'auto') {
+    process.stderr.write("ferry stream convert: --width 32|64 is required for v2 -> legacy (the old host's toolstack width)\n");
+    return 2;
+  }
   let input;
-  let fd: number;
+  let out: OutputFile;
   try {
     input = openInput(inSpec);
-    fd = openOutputFd(outSpec);
+    // a path is written under a temporary name and renamed on success: a failure leaves nothing
+    out = OutputFile.open(outSpec, { onSignal: 'remove' }); // (reads are asynchronous here)
   } catch (e) {
     process.stderr.write(`ferry stream convert: ${(e as Error).message}\n`);
     return 1;
   }
+  const fd = out.fd;
   const progress = new Progress(input.size, 'convert');
   const reader = new StreamReader(progress.track(input.source));
   const info = v.verbose ? (l: string) => process.stderr.write(l + '\n') : undefined;
@@ -81,13 +98,15 @@ export async function run(argv: string[]): Promise<number> {
     if (to === 'legacy') {
       if (!isV2) throw new UnsupportedStreamError('the input is not a v2 stream; only v2 converts to legacy');
       if (width === 'auto') {
-        process.stderr.write('ferry stream convert: --width 32|64 is required for v2 -> legacy (the old host\'s toolstack width)\n');
+        process.stderr.write("ferry stream convert: --width 32|64 is required for v2 -> legacy (the old host's toolstack width)\n");
         return 2;
       }
+      // The legacy header announces the xsave area before the pages; a file is read for it first.
+      const xsaveSize = xsaveArg !== undefined ? Number(xsaveArg) : input.size !== undefined && inSpec !== '-' && !/^\d+$/.test(inSpec) ? await pvXsaveSize(fileChunks(inSpec)) : undefined;
       // What an old host sets up itself is left out of the image; say so rather than drop it silently.
       const dropped: string[] = [];
-      const out = legacyFromV2(readerRemainder(reader), { width: Number(width) as 32 | 64, onDropped: (what) => dropped.push(what) });
-      const bytesOut = await writeToFd(out, fd);
+      const legacy = legacyFromV2(readerRemainder(reader), { width: Number(width) as 32 | 64, onDropped: (what) => dropped.push(what), ...(xsaveSize !== undefined ? { xsaveSize } : {}) });
+      const bytesOut = await writeToFd(legacy, fd);
       if (!v.json) for (const d of dropped) process.stderr.write(`ferry stream convert: left out ${d}\n`);
       summary = { direction: 'v2->legacy', width: Number(width), bytesIn: reader.offset, bytesOut, dropped };
     } else {
@@ -103,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
       await writeToFd(output, fd);
       summary = { direction: 'legacy->v2', ...s };
     }
+    out.commit();
     progress.finish();
     if (v.json) process.stderr.write(JSON.stringify(summary, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) + '\n');
     else process.stderr.write(`converted ${inSpec} -> ${outSpec} (${summary.direction as string})\n`);
@@ -112,7 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ferry stream convert: ${(e as Error).message}\n`);
     return isStreamCodecError(e) ? (e instanceof UnsupportedStreamError ? 2 : 1) : 2;
   } finally {
-    if (fd > 2) fs.closeSync(fd);
+    out.discard(); // (after a commit: nothing)
   }
 }
 

@@ -30,8 +30,13 @@ function configSummary(config: unknown): string | undefined {
   return parts.join(', ');
 }
 
-export function renderText(rep: InspectReport, name: string, withConfig: boolean): string {
-  const out: string[] = [`${name}: ${rep.framing ?? 'unknown'} framing, ${rep.bytes} bytes (${mib(rep.bytes)})`];
+/**
+ * `inputBytes`: the input's size (a file's, or what was read of a pipe). The report's `bytes` is how
+ * far the stream decoded, which for a non-stream is 0: both are said when they differ.
+ */
+export function renderText(rep: InspectReport, name: string, withConfig: boolean, inputBytes = rep.bytes): string {
+  const decoded = rep.bytes === inputBytes ? '' : rep.bytes === 0 ? ', nothing of it decoded' : `, decoded up to byte ${rep.bytes}`;
+  const out: string[] = [`${name}: ${rep.framing ?? 'unknown'} framing, ${inputBytes} bytes (${mib(inputBytes)})${decoded}`];
   if (rep.xl) {
     out.push(`xl header: ${rep.xl.byteOrder}-endian, mandatory flags ${rep.xl.mandatoryFlags.join('|') || 'none'}, optional flags 0x${rep.xl.optionalFlags.toString(16)}, ${rep.xl.optionalDataBytes} bytes of optional data`);
     const s = configSummary(rep.xl.config);
@@ -81,9 +86,17 @@ export async function run(argv: string[]): Promise<number> {
   if ('code' in cmd) return cmd.code;
   const { values, input } = cmd;
   const progress = new Progress(input.size, 'inspect', process.stderr.isTTY === true && (input.size ?? Infinity) > 32 * 1024 * 1024);
-  const rep = await inspectStream(input.source, { format: cmd.format, onChunk: (c) => progress.add(c.byteLength) });
+  let read = 0;
+  const rep = await inspectStream(input.source, {
+    format: cmd.format,
+    onChunk: (c) => {
+      read += c.byteLength;
+      progress.add(c.byteLength);
+    },
+  });
   progress.finish();
-  if (values.json) process.stdout.write(JSON.stringify({ file: input.name, ...rep }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
-  else process.stdout.write(renderText(rep, input.name, values.config) + '\n');
+  const inputBytes = input.size ?? read;
+  if (values.json) process.stdout.write(JSON.stringify({ file: input.name, inputBytes, ...rep }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+  else process.stdout.write(renderText(rep, input.name, values.config, inputBytes) + '\n');
   return rep.verdict.valid ? 0 : 1;
 }

@@ -160,6 +160,15 @@ export class LegacyConverter {
       this.bad('the image starts with an xl header: pass -x/--xl (or let it be detected)', 'xl header', r.offset);
     this.summary.xl = xl;
 
+    // libxl's header first, before anything is read that can be refused (Xen's script writes it
+    // right after p2m_size): libxl 4.17, reading a helper that wrote nothing at all, fails with
+    // "Invalid ident" and xl crashes, leaving the half-built domain behind; after a header it
+    // fails cleanly and destroys the domain.
+    if (this.libxl) {
+      yield* this.emit([encodeLibxlHeader(false, true)]);
+      yield* this.record(LIBXL_REC.LIBXC_CONTEXT, []);
+    }
+
     // Width and guest type: declared, detected, and checked against each other.
     const prefix = await r.peek(DETECT_PREFIX);
     const complete = prefix.byteLength < DETECT_PREFIX;
@@ -184,10 +193,6 @@ export class LegacyConverter {
     if (p2mSize === 0 && this.pv) this.bad('p2m_size is 0', 'header', p2mAt);
     this.summary.p2mSize = p2mSize;
 
-    if (this.libxl) {
-      yield* this.emit([encodeLibxlHeader(false, true)]);
-      yield* this.record(LIBXL_REC.LIBXC_CONTEXT, []);
-    }
     yield* this.emit([encodeImageHeader(3, false), encodeDomainHeader(this.pv ? DOMAIN_TYPE.x86_pv : DOMAIN_TYPE.x86_hvm, 12, 0, 1, LE)]);
 
     if (this.pv) yield* this.extendedInfo();
