@@ -31,7 +31,7 @@ async function fakeControlPlane(get: (res: http.ServerResponse) => void): Promis
   });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const ctx: Ctx = { verb: 'test', url, token: 't', json: true, client: new FerryClient({ baseUrl: url, token: 't' }), values: {}, positionals: [] };
+  const ctx: Ctx = { verb: 'test', url, token: 't', tokenSource: '--token', json: true, client: new FerryClient({ baseUrl: url, token: 't' }), values: {}, positionals: [] };
   return { ctx, connections: () => n };
 }
 
