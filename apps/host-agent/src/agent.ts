@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
   type Toolstack,
 } from '@ferry/contracts';
-import { HandlerRegistry, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, RedisStateLog, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import type { AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, sleep, type ControlPlaneApi } from './control-plane';
@@ -114,15 +114,17 @@ export class HostAgent {
     this.dataUrl = this.config.FERRY_DATA_URL ?? `${proto}://${this.config.FERRY_DATA_HOST}:${port}`;
     const reg = await this.registerUntilDone();
     this.reporter.start();
-    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    // The client and the worker's own connection report their errors as one line per change of reachability.
+    const redisState = new RedisStateLog(`host-agent ${this.hostId}`, this.log);
+    this.redis = redisState.watch(new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }));
     this.worker = startHostWorker({
       hostId: this.hostId,
       registry: this.registry(),
       connection: this.redis,
       prefix: this.config.FERRY_QUEUE_PREFIX ?? reg.queuePrefix,
       concurrency: 8,
+      redisState,
     });
-    this.worker.on('error', (e) => this.log(`worker: ${e.message}`));
     this.scheduleHeartbeat();
     void this.recover();
     this.log(`ready: driver ${this.driver.kind}, toolstack ${fmtTs(this.driver.toolstack())}, data ${this.dataUrl}`);
