@@ -1,4 +1,6 @@
 import 'reflect-metadata';
+import type * as http from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -69,6 +71,11 @@ export async function startControlPlane(env: Record<string, string | undefined> 
   );
   SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs/openapi.json' });
   await app.listen(cfg.PORT, cfg.HOST);
+  // Node closes a CONNECT request's connection without a word unless someone listens: refuse it.
+  (app.getHttpServer() as http.Server).on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
   const addr = app.getHttpServer().address() as { port: number };
   return {
     url: `http://127.0.0.1:${addr.port}`,

@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
   type Toolstack,
 } from '@ferry/contracts';
-import { HandlerRegistry, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, RedisStateLog, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import { agentHostname, type AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, resolveMigration, sleep, type ControlPlaneApi } from './control-plane';
@@ -120,15 +120,17 @@ export class HostAgent {
     // settle what a previous process left half-way before taking new jobs: a new attempt must not
     // find the old attempt's copy of its guest
     await this.recover();
-    this.redis = new Redis(this.config.REDIS_URL, { ...agentRedisOptions });
+    // The client and the worker's own connection report their errors as one line per change of reachability.
+    const redisState = new RedisStateLog(`host-agent ${this.hostId}`, this.log);
+    this.redis = redisState.watch(new Redis(this.config.REDIS_URL, { ...agentRedisOptions }));
     this.worker = startHostWorker({
       hostId: this.hostId,
       registry: this.registry(),
       connection: this.redis,
       prefix: this.config.FERRY_QUEUE_PREFIX ?? reg.queuePrefix,
       concurrency: 8,
+      redisState,
     });
-    this.worker.on('error', (e) => this.log(`worker: ${e.message}`));
     this.log(`ready: driver ${this.driver.kind}, toolstack ${fmtTs(this.driver.toolstack())}, data ${this.dataUrl}`);
   }
 

@@ -8,6 +8,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { STREAM_ATTEMPT_HEADER } from '@ferry/contracts';
 
 export const SHA256_TRAILER = 'x-ferry-sha256';
@@ -49,6 +50,11 @@ export class DataServer {
     const server = this.tls ? https.createServer({ cert: this.tls.cert, key: this.tls.key }) : http.createServer();
     server.on('request', handle(false));
     server.on('checkContinue', handle(true));
+    // Node closes a CONNECT request's connection without a word unless someone listens: refuse it.
+    server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
     server.requestTimeout = 0; // streams of any size at any (capped) rate
     server.keepAliveTimeout = 5000;
     this.server = server;

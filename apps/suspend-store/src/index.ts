@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type * as http from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { AppModule } from './app.module';
 import { loadConfig, type StoreConfig } from './config';
@@ -63,6 +64,11 @@ export async function startSuspendStore(env: NodeJS.ProcessEnv = process.env): P
   // A client may half-close once it has sent its whole request and still reads the answer (HTTP/1.1
   // does not end a request with a FIN): Node's http server flag for that, off by default.
   server.httpAllowHalfOpen = true;
+  // Node closes a CONNECT request's connection without a word unless someone listens: refuse it.
+  server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
   let closed: Promise<void> | undefined;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,

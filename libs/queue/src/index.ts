@@ -24,6 +24,55 @@ export interface QueueOptions {
   connection: ConnectionOptions;
   /** BullMQ key prefix (default `ferry`); tests use a unique one each. */
   prefix?: string;
+  /** Where the queues' and workers' Redis errors go (one line per state change); without it they are only counted. */
+  redisState?: RedisStateLog;
+}
+
+/** The events of an ioredis client or a BullMQ Queue / Worker that RedisStateLog listens to. */
+interface RedisEvents {
+  on(event: 'error', listener: (e: Error) => void): unknown;
+  on(event: 'ready', listener: () => void): unknown;
+}
+
+/**
+ * One log line per change of Redis' reachability ("unavailable: <why>", "available again") for every
+ * ioredis client and BullMQ queue or worker it watches. Without an 'error' listener ioredis prints
+ * an "Unhandled error event" stack for every reconnection attempt, and BullMQ one per queue; each of
+ * them must be watched (ioredis retries on its own, so nothing else is needed to recover).
+ */
+export class RedisStateLog {
+  private up = true;
+  /** Errors seen while unavailable, for the line that says it is back. */
+  private failures = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  watch<T extends RedisEvents>(emitter: T): T {
+    emitter.on('error', (e: Error) => this.error(e));
+    emitter.on('ready', () => this.ready());
+    return emitter;
+  }
+
+  get available(): boolean {
+    return this.up;
+  }
+
+  private error(e: Error): void {
+    this.failures++;
+    if (!this.up) return;
+    this.up = false;
+    this.log(`${this.name}: Redis unavailable (${String(e.message).split('\n')[0]}); retrying`);
+  }
+
+  private ready(): void {
+    if (this.up) return;
+    this.up = true;
+    this.log(`${this.name}: Redis available again (after ${this.failures} failed attempt${this.failures === 1 ? '' : 's'})`);
+    this.failures = 0;
+  }
 }
 
 /** BullMQ custom job ids may not contain ':'. */
@@ -44,6 +93,7 @@ export class HostJobProducer {
     let q = this.queues.get(hostId);
     if (!q) {
       q = new Queue(hostQueueName(hostId), { connection: this.opts.connection, prefix: this.prefix });
+      this.opts.redisState?.watch(q);
       this.queues.set(hostId, q);
     }
     return q;
@@ -153,6 +203,7 @@ export function startHostWorker(opts: HostWorkerOptions): Worker {
       skipVersionCheck: true,
     },
   );
+  opts.redisState?.watch(worker);
   const close = worker.close.bind(worker);
   worker.close = async (force?: boolean) => {
     abort.abort();

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import IORedis from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_JOB_NAMES, type HostJobName } from '@ferry/contracts';
-import { HandlerRegistry, HostJobProducer, agentAclRules, agentRedisOptions, hostJobId, provisionAgentAclUser, startHostWorker, type HostJobHandler } from './index';
+import { HandlerRegistry, HostJobProducer, RedisStateLog, agentAclRules, agentRedisOptions, hostJobId, provisionAgentAclUser, startHostWorker, type HostJobHandler } from './index';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `ferry-test-${randomUUID().slice(0, 8)}`;
@@ -21,6 +22,24 @@ afterAll(async () => {
 function noop<K extends HostJobName>(): HostJobHandler<K> {
   return async () => ({}) as never;
 }
+
+describe('RedisStateLog', () => {
+  it('one line per change of reachability, whatever the number of clients and errors', () => {
+    const lines: string[] = [];
+    const state = new RedisStateLog('svc', (l) => lines.push(l));
+    const a = state.watch(new EventEmitter());
+    const b = state.watch(new EventEmitter());
+    for (let i = 0; i < 5; i++) {
+      a.emit('error', new Error('connect ECONNREFUSED 127.0.0.1:9'));
+      b.emit('error', new Error('connect ECONNREFUSED 127.0.0.1:9'));
+    }
+    expect(state.available).toBe(false);
+    a.emit('ready');
+    b.emit('ready');
+    expect(lines).toEqual(['svc: Redis unavailable (connect ECONNREFUSED 127.0.0.1:9); retrying', 'svc: Redis available again (after 10 failed attempts)']);
+    expect(state.available).toBe(true);
+  });
+});
 
 describe('HandlerRegistry', () => {
   it('names the missing job at start-up', () => {

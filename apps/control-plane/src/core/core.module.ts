@@ -1,7 +1,7 @@
-import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import IORedis from 'ioredis';
 import type Redis from 'ioredis';
-import { HostJobProducer } from '@ferry/queue';
+import { HostJobProducer, RedisStateLog } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { AgentService } from './agent.service';
 import { CampaignsService } from './campaigns.service';
@@ -58,12 +58,22 @@ export class CoreModule {
       global: true,
       providers: [
         { provide: CP_CONFIG, useValue: cfg },
-        { provide: REDIS, useFactory: () => new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true }) },
-        { provide: HostJobProducer, useFactory: (redis: Redis) => new HostJobProducer({ connection: redis, prefix: cfg.FERRY_QUEUE_PREFIX }), inject: [REDIS] },
+        // Every Redis client and queue reports its errors here: one warning per change of reachability.
+        { provide: RedisStateLog, useFactory: () => new RedisStateLog('control plane', (line) => new Logger('Redis').warn(line)) },
+        {
+          provide: REDIS,
+          useFactory: (state: RedisStateLog) => state.watch(new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true })),
+          inject: [RedisStateLog],
+        },
+        {
+          provide: HostJobProducer,
+          useFactory: (redis: Redis, state: RedisStateLog) => new HostJobProducer({ connection: redis, prefix: cfg.FERRY_QUEUE_PREFIX, redisState: state }),
+          inject: [REDIS, RedisStateLog],
+        },
         ...services,
         Closer,
       ],
-      exports: [CP_CONFIG, REDIS, HostJobProducer, ...services],
+      exports: [CP_CONFIG, REDIS, RedisStateLog, HostJobProducer, ...services],
     };
   }
 }

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common
 import type Redis from 'ioredis';
 import { Observable, Subject } from 'rxjs';
 import type { FerryEvent } from '@ferry/contracts';
+import { RedisStateLog } from '@ferry/queue';
 import { REDIS } from '../config';
 import { RedisKeys } from '../core/repos';
 
@@ -34,11 +35,12 @@ export class EventsHub implements OnModuleDestroy {
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
     private readonly k: RedisKeys,
+    private readonly redisState: RedisStateLog,
   ) {}
 
   private start(): void {
     if (this.reader || this.stopped) return;
-    this.reader = this.redis.duplicate();
+    this.reader = this.redisState.watch(this.redis.duplicate());
     const reader = this.reader;
     this.loop = (async () => {
       let last = '$';
