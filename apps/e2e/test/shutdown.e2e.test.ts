@@ -111,23 +111,27 @@ function start(target: Target, dir: string): Started {
   return { child, output: () => out };
 }
 
-async function runCase(target: Target, sig: NodeJS.Signals): Promise<void> {
+/** `starting`: signal `ferry up` while it is still starting its services (the control plane up, no agent yet). */
+async function runCase(target: Target, sig: NodeJS.Signals, starting = false): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-shutdown-'));
   const s = start(target, dir);
-  const ready = target === 'ferry serve' ? /listening on http/ : /the fleet is up/;
+  const ready = (): boolean =>
+    // starting: ferry up, the store, the control plane and its worker are there
+    starting ? processesWith(dir).length >= 4 : (target === 'ferry serve' ? /listening on http/ : /the fleet is up/).test(s.output());
   let left: { pid: number; cmd: string }[] = [];
   try {
     const until = Date.now() + 60_000;
-    while (!ready.test(s.output())) {
+    while (!ready()) {
       if (s.child.exitCode !== null || Date.now() > until) throw new Error(`${target} did not come up:\n${s.output().slice(-3000)}`);
-      await sleep(100);
+      await sleep(starting ? 20 : 100);
     }
     const before = processesWith(dir);
     // npm, ferry up and its seven services (sh is replaced by ferry up: `exec` in the script);
     // ferry serve and the node it re-executed with the GC flags.
-    expect(before.length, before.map((p) => p.cmd).join('\n')).toBeGreaterThanOrEqual(target === 'ferry serve' ? 2 : 8);
+    expect(before.length, before.map((p) => p.cmd).join('\n')).toBeGreaterThanOrEqual(target === 'ferry serve' ? 2 : starting ? 4 : 8);
+    if (starting) expect(s.output()).not.toMatch(/the fleet is up/);
     const ports = listeningPorts(before.map((p) => p.pid));
-    expect(ports.length).toBeGreaterThan(0);
+    if (!starting) expect(ports.length).toBeGreaterThan(0);
 
     process.kill(s.child.pid!, sig);
     const deadline = Date.now() + 20_000;
@@ -162,4 +166,5 @@ describe.skipIf(skip !== null)('stopping leaves no process and no port behind', 
       it(`${sig} to ${target}`, () => runCase(target, sig), 90_000);
     }
   }
+  it('SIGTERM to ferry up while it is starting', () => runCase('ferry up', 'SIGTERM', true), 90_000);
 });

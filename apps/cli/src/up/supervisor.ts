@@ -66,6 +66,8 @@ export class Supervisor {
    * whose end tells it that we are gone, so a `kill -9` of ours leaves no service behind.
    */
   start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, opts: { lifeline?: boolean } = {}): Service {
+    // A stop that began while the fleet was still starting must not miss a service started after it.
+    if (this.stopping) throw new Error(`not starting ${name}: stopping`);
     this.width = Math.max(this.width, name.length);
     // Own process group: a Ctrl-C in the terminal reaches `ferry up` only, which then stops the
     // services in order (and never mistakes their exit for a crash).
