@@ -16,7 +16,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT, dropAgentUsers, dropRedisPrefix, redisUnavailable } from './stack';
+import { REPO_ROOT, dropAgentUsers, dropRedisPrefix, redisCommands, redisUnavailable } from './stack';
 
 const skip = process.platform !== 'linux' ? 'reads /proc (Linux only)' : redisUnavailable();
 if (skip && process.env.FERRY_REQUIRE_SERVICES === '1' && process.platform === 'linux') throw new Error(`[e2e] required (FERRY_REQUIRE_SERVICES=1): ${skip}`);
@@ -85,6 +85,15 @@ function canBind(port: number): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The process exists and is not a zombie. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'));
+  } catch {
+    return false;
+  }
+}
+
 type Target = 'npm start' | 'ferry up' | 'ferry serve';
 
 interface Started {
@@ -92,13 +101,13 @@ interface Started {
   output: () => string;
 }
 
-function start(target: Target, dir: string): Started {
+function start(target: Target, dir: string, extraArgs: string[]): Started {
   const env: NodeJS.ProcessEnv = { ...process.env, FERRY_STATE_DIR: dir, PORT: '0', NO_COLOR: '1' };
   for (const k of ['FERRY_ADMIN_TOKEN', 'FERRY_KEY_PREFIX', 'FERRY_QUEUE_PREFIX', 'FERRY_DASHBOARD_HOST', 'HOST']) delete env[k];
   let cmd: string;
   let args: string[];
-  if (target === 'npm start') [cmd, args] = ['npm', ['start', '--', '--no-dashboard', '--quiet']];
-  else if (target === 'ferry up') [cmd, args] = [process.execPath, [FERRY, 'up', '--no-dashboard', '--quiet']];
+  if (target === 'npm start') [cmd, args] = ['npm', ['start', '--', '--no-dashboard', '--quiet', ...extraArgs]];
+  else if (target === 'ferry up') [cmd, args] = [process.execPath, [FERRY, 'up', '--no-dashboard', '--quiet', ...extraArgs]];
   else {
     [cmd, args] = [process.execPath, [FERRY, 'serve', 'suspend-store']];
     Object.assign(env, { FERRY_STORE_BACKEND: 'fs', FERRY_STORE_DIR: path.join(dir, 'store'), HOST: '127.0.0.1', FERRY_ADMIN_TOKEN: 'shutdown-test-admin-token', FERRY_NODE_GC: 'single' });
@@ -111,14 +120,19 @@ function start(target: Target, dir: string): Started {
   return { child, output: () => out };
 }
 
-/** `starting`: signal `ferry up` while it is still starting its services (the control plane up, no agent yet). */
-async function runCase(target: Target, sig: NodeJS.Signals, starting = false): Promise<void> {
+/**
+ * `starting`: signal `ferry up` while it is still starting its services (the control plane up, no agent yet).
+ * `ownRedis`: `ferry up --own-redis`, whose redis-server must go too (and asks for a password meanwhile).
+ */
+async function runCase(target: Target, sig: NodeJS.Signals, { starting = false, ownRedis = false } = {}): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-shutdown-'));
-  const s = start(target, dir);
+  const s = start(target, dir, ownRedis ? ['--own-redis'] : []);
   const ready = (): boolean =>
     // starting: ferry up, the store, the control plane and its worker are there
     starting ? processesWith(dir).length >= 4 : (target === 'ferry serve' ? /listening on http/ : /the fleet is up/).test(s.output());
   let left: { pid: number; cmd: string }[] = [];
+  let redisPid = 0;
+  const remaining = (): { pid: number; cmd: string }[] => [...processesWith(dir), ...(redisPid && running(redisPid) ? [{ pid: redisPid, cmd: 'redis-server' }] : [])];
   try {
     const until = Date.now() + 60_000;
     while (!ready()) {
@@ -126,22 +140,30 @@ async function runCase(target: Target, sig: NodeJS.Signals, starting = false): P
       await sleep(starting ? 20 : 100);
     }
     const before = processesWith(dir);
+    // redis-server writes its title over its environment, so it is found by the pid ferry up reports.
+    redisPid = Number(/^ferry up:\s+redis\s+pid (\d+)/m.exec(s.output())?.[1] ?? 0);
+    if (redisPid) before.push({ pid: redisPid, cmd: fs.readFileSync(`/proc/${redisPid}/cmdline`, 'latin1').split('\0').join(' ') });
     // npm, ferry up and its seven services (sh is replaced by ferry up: `exec` in the script);
     // ferry serve and the node it re-executed with the GC flags.
     expect(before.length, before.map((p) => p.cmd).join('\n')).toBeGreaterThanOrEqual(target === 'ferry serve' ? 2 : starting ? 4 : 8);
     if (starting) expect(s.output()).not.toMatch(/the fleet is up/);
     const ports = listeningPorts(before.map((p) => p.pid));
     if (!starting) expect(ports.length).toBeGreaterThan(0);
+    if (ownRedis) {
+      expect(before.some((p) => p.cmd.includes('redis-server'))).toBe(true);
+      const port = /Redis: started \S+ on redis:\/\/127\.0\.0\.1:(\d+)/.exec(s.output())![1]!;
+      expect(await redisCommands(`redis://127.0.0.1:${port}`, [['PING']])).toMatch(/^-NOAUTH/);
+    }
 
     process.kill(s.child.pid!, sig);
     const deadline = Date.now() + 20_000;
-    while ((left = processesWith(dir)).length && Date.now() < deadline) await sleep(100);
+    while ((left = remaining()).length && Date.now() < deadline) await sleep(100);
     expect(left.map((p) => p.cmd), `left after ${sig} to ${target}:\n${s.output().slice(-3000)}`).toEqual([]);
     const held: number[] = [];
     for (const p of ports) if (!(await canBind(p))) held.push(p);
     expect(held, 'ports still held').toEqual([]);
   } finally {
-    for (const p of processesWith(dir)) {
+    for (const p of remaining()) {
       try {
         process.kill(p.pid, 'SIGKILL');
       } catch {
@@ -166,5 +188,7 @@ describe.skipIf(skip !== null)('stopping leaves no process and no port behind', 
       it(`${sig} to ${target}`, () => runCase(target, sig), 90_000);
     }
   }
-  it('SIGTERM to ferry up while it is starting', () => runCase('ferry up', 'SIGTERM', true), 90_000);
+  it('SIGTERM to ferry up while it is starting', () => runCase('ferry up', 'SIGTERM', { starting: true }), 90_000);
+  it('SIGKILL to ferry up --own-redis (its redis-server goes too)', () => runCase('ferry up', 'SIGKILL', { ownRedis: true }), 90_000);
+  it('SIGTERM to npm start -- --own-redis', () => runCase('npm start', 'SIGTERM', { ownRedis: true }), 90_000);
 });

@@ -1,8 +1,9 @@
 /**
  * `ferry up` (= `npm start`): the whole fleet on this machine, one command.
  *
- *   redis       REDIS_URL, else a Redis answering on localhost:6379, else a redis-server we start
- *               (data in <state>/redis); with none of these it stops and says how to get one
+ *   redis       REDIS_URL, else a Redis answering on localhost:6379, else (or with --own-redis) a
+ *               redis-server we start (data in <state>/redis, a password of its own, and it dies
+ *               with us); with none of these it stops and says how to get one
  *   store       the suspend-store on a local folder (<state>/store)
  *   cp, worker  the control plane: HTTP API and its worker (scheduler, campaign runner)
  *   agent-*     four sim hosts: two 32-bit legacy (Xen 4.4), two 64-bit v2 (Xen 4.17), a dozen VMs
@@ -27,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { dataPathNodeFlags } from '@ferry/config';
 import { FLEET, simGuestsEnv } from '../up/fleet';
 import { NO_REDIS_HELP, dropRedisState, pingRedis, redisServerVersion, which } from '../up/redis';
-import { REPO_ROOT, adminToken, redisPrefix, removeOwnedState, saveApiUrl, savedRedisPrefix, stateDirFrom } from '../up/state';
+import { REPO_ROOT, adminToken, redisPassword, redisPrefix, removeOwnedState, saveApiUrl, savedRedisPrefix, stateDirFrom } from '../up/state';
 import { LIFELINE, Supervisor, type Service } from '../up/supervisor';
 
 const RUN_TS = path.join(REPO_ROOT, 'apps', 'cli', 'bin', 'run-ts.js');
@@ -35,7 +36,7 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** Environment no service inherits as is: each gets only the secrets it needs. */
 const SECRETS = ['FERRY_ADMIN_TOKEN', 'FERRY_TOKEN', 'FERRY_AGENT_SECRET', 'FERRY_AGENT_TOKEN', 'FERRY_STORE_TOKEN', 'FERRY_STORE_TOKENS', 'REDIS_URL'];
 
-const HELP = `usage: ferry up [--quiet] [--no-dashboard] [--reset]
+const HELP = `usage: ferry up [--quiet] [--no-dashboard] [--reset] [--own-redis]
 
 Runs the whole fleet on this machine (what \`npm start\` does): Redis (found or started), the
 suspend-store on a local folder, the control plane (HTTP + worker), four sim hosts (two 32-bit
@@ -47,6 +48,8 @@ SIGINT (Ctrl-C), SIGTERM or SIGHUP stop everything, and so does the end of its p
   --no-dashboard   skip the web UI (the API is then printed instead)
   --reset          start from nothing: delete this state folder's Redis keys (its prefix) and
                    agent ACL users, and what ferry up keeps in the folder, then start fresh
+  --own-redis      start a redis-server of our own (data in <state>/redis, password in
+                   <state>/redis-password) even when REDIS_URL is set or one answers on localhost
 
 environment:
   PORT                   dashboard port (default 8080; 0 = any free port)
@@ -153,7 +156,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const unknown = argv.filter((a) => !['--quiet', '--no-dashboard', '--reset'].includes(a));
+  const unknown = argv.filter((a) => !['--quiet', '--no-dashboard', '--reset', '--own-redis'].includes(a));
   if (unknown.length) {
     process.stderr.write(`ferry up: unknown option ${unknown[0]}\n${HELP}`);
     return 2;
@@ -161,6 +164,7 @@ export async function run(argv: string[]): Promise<number> {
   const quiet = argv.includes('--quiet');
   const withDashboard = !argv.includes('--no-dashboard');
   const reset = argv.includes('--reset');
+  const ownRedis = argv.includes('--own-redis');
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   const say = (line: string): void => out(`ferry up: ${line}`);
 
@@ -231,9 +235,11 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     // ---- Redis already there ----
-    let redisUrl = process.env.REDIS_URL;
+    let redisUrl = ownRedis ? undefined : process.env.REDIS_URL;
     let redisSource = 'REDIS_URL';
-    if (redisUrl) {
+    if (ownRedis) {
+      /* started below, once the state folder is there */
+    } else if (redisUrl) {
       const why = await pingRedis(redisUrl);
       if (why) throw new Error(`REDIS_URL=${redisUrl} does not answer: ${why}`);
     } else if ((await pingRedis('redis://127.0.0.1:6379')) === null) {
@@ -263,19 +269,31 @@ export async function run(argv: string[]): Promise<number> {
       say(`Redis: ${redisUrl} (${redisSource}), keys under ${keyPrefix}:`);
     } else {
       const bin = which('redis-server');
-      if (!bin || !redisServerVersion(bin)) {
+      const version = bin ? redisServerVersion(bin) : null;
+      if (!bin || !version) {
         process.stderr.write(`${NO_REDIS_HELP}\n`);
         cleanup();
         return 1;
       }
       const port = await freePort();
       const dir = path.join(stateDir, 'redis');
-      fs.mkdirSync(dir, { recursive: true });
-      sup.start('redis', bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--protected-mode', 'yes'], baseEnv, REPO_ROOT);
-      redisUrl = `redis://127.0.0.1:${port}`;
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // The default user gets a password (from a 0600 config file, not the command line that `ps`
+      // shows), so that on this Redis nobody but the control plane has more than an agent's rights.
+      const conf = path.join(dir, 'redis.conf');
+      const password = redisPassword(stateDir);
+      const lines = [`port ${port}`, 'bind 127.0.0.1', `dir ${JSON.stringify(dir)}`, 'save 60 1', 'appendonly no', 'protected-mode yes', `requirepass ${password}`];
+      // Redis >= 7 would otherwise refuse a SIGTERM whose final save fails (its folder gone): exit anyway.
+      if (Number(/v=(\d+)\./.exec(version)?.[1] ?? 0) >= 7) lines.push('shutdown-on-sigterm force');
+      fs.writeFileSync(conf, `${lines.join('\n')}\n`, { mode: 0o600 });
+      // On Linux it also dies with us, even if we are killed with -9 (setpriv's parent-death signal).
+      const setpriv = process.platform === 'linux' ? which('setpriv') : null;
+      const [cmd, args] = setpriv ? [setpriv, ['--pdeathsig', 'TERM', bin, conf]] : [bin, [conf]];
+      sup.start('redis', cmd, args, baseEnv, REPO_ROOT);
+      redisUrl = withCredentials(`redis://127.0.0.1:${port}`, '', password);
       const url = redisUrl;
       await waitFor('redis-server', async () => (await pingRedis(url)) === null, 15_000, dead);
-      say(`Redis: started ${bin} on ${redisUrl} (data in ${dir}), keys under ${keyPrefix}:`);
+      say(`Redis: started ${bin} on redis://127.0.0.1:${port} (data in ${dir}, password in ${path.join(stateDir, 'redis-password')}), keys under ${keyPrefix}:`);
     }
 
     // ---- ports ----

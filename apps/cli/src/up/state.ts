@@ -7,6 +7,7 @@
  *                  random on first start, so a fresh folder is a fresh fleet and two folders on one
  *                  Redis never see each other
  *   api-url        where the running fleet's API answers (the CLI's default --url)
+ *   redis-password the password of our own redis-server's default user (0600), when we run one
  *   store/ agents/ redis/   the suspend-store's checkpoints, the sim hosts' guests, our own
  *                  redis-server's data
  *
@@ -21,7 +22,8 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const ADMIN_TOKEN = 'admin-token';
 const REDIS_PREFIX = 'redis-prefix';
 const API_URL = 'api-url';
-const OWNED = [ADMIN_TOKEN, REDIS_PREFIX, API_URL, 'store', 'agents', 'redis'];
+const REDIS_PASSWORD = 'redis-password';
+const OWNED = [ADMIN_TOKEN, REDIS_PREFIX, API_URL, REDIS_PASSWORD, 'store', 'agents', 'redis'];
 
 /** The prefix a folder made before prefixes were per folder used (and its Redis keys still carry). */
 export const LEGACY_PREFIX = 'ferry';
@@ -70,6 +72,16 @@ export function redisPrefix(stateDir: string): string {
   if (saved) return saved;
   const p = fs.existsSync(path.join(stateDir, ADMIN_TOKEN)) ? LEGACY_PREFIX : `fu-${randomBytes(5).toString('hex')}`;
   fs.writeFileSync(path.join(stateDir, REDIS_PREFIX), `${p}\n`);
+  return p;
+}
+
+/** The password of our own redis-server, made and saved (0600) on its first start. */
+export function redisPassword(stateDir: string): string {
+  const file = path.join(stateDir, REDIS_PASSWORD);
+  const saved = readTrimmed(file);
+  if (saved && saved.length >= 16) return saved;
+  const p = randomBytes(24).toString('base64url');
+  fs.writeFileSync(file, `${p}\n`, { mode: 0o600 });
   return p;
 }
 

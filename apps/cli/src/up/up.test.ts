@@ -64,7 +64,7 @@ describe('ferry up options and state folder', () => {
     } finally {
       process.stdout.write = write;
     }
-    for (const v of ['PORT', 'FERRY_DASHBOARD_HOST', 'FERRY_ADMIN_TOKEN', 'REDIS_URL', 'FERRY_STATE_DIR', 'FERRY_KEY_PREFIX', 'FERRY_QUEUE_PREFIX', 'FERRY_SIM_DIRTY_RATE', '--reset', 'SIGHUP']) {
+    for (const v of ['PORT', 'FERRY_DASHBOARD_HOST', 'FERRY_ADMIN_TOKEN', 'REDIS_URL', 'FERRY_STATE_DIR', 'FERRY_KEY_PREFIX', 'FERRY_QUEUE_PREFIX', 'FERRY_SIM_DIRTY_RATE', '--reset', '--own-redis', 'SIGHUP']) {
       expect(text).toContain(v);
     }
   });
