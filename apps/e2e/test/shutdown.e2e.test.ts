@@ -177,7 +177,7 @@ async function runCase(target: Target, sig: NodeJS.Signals, { starting = false, 
         /* gone */
       }
     }
-    const redis = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(s.output())?.[1];
+    const redis = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(s.output()) ? process.env.REDIS_URL || 'redis://127.0.0.1:6379' : undefined;
     const prefix = fs.existsSync(path.join(dir, 'redis-prefix')) ? fs.readFileSync(path.join(dir, 'redis-prefix'), 'utf8').trim() : null;
     if (redis && prefix) {
       await dropRedisPrefix(redis, prefix).catch(() => 0);
