@@ -132,14 +132,21 @@ async function runCase(target: Target, sig: NodeJS.Signals, { starting = false, 
     starting ? processesWith(dir).length >= 4 : (target === 'ferry serve' ? /listening on http/ : /the fleet is up/).test(s.output());
   let left: { pid: number; cmd: string }[] = [];
   let redisPid = 0;
-  const remaining = (): { pid: number; cmd: string }[] => [...processesWith(dir), ...(redisPid && running(redisPid) ? [{ pid: redisPid, cmd: 'redis-server' }] : [])];
+  let before: { pid: number; cmd: string }[] = [];
+  // A process is done once it is gone or a zombie (its sockets closed). Its environment becomes
+  // unreadable earlier in its exit, so the pids seen before the signal are watched too.
+  const remaining = (): { pid: number; cmd: string }[] => {
+    const now = processesWith(dir);
+    for (const p of before) if (!now.some((n) => n.pid === p.pid) && running(p.pid)) now.push(p);
+    return now;
+  };
   try {
     const until = Date.now() + 60_000;
     while (!ready()) {
       if (s.child.exitCode !== null || Date.now() > until) throw new Error(`${target} did not come up:\n${s.output().slice(-3000)}`);
       await sleep(starting ? 20 : 100);
     }
-    const before = processesWith(dir);
+    before = processesWith(dir);
     // redis-server writes its title over its environment, so it is found by the pid ferry up reports.
     redisPid = Number(/^ferry up:\s+redis\s+pid (\d+)/m.exec(s.output())?.[1] ?? 0);
     if (redisPid) before.push({ pid: redisPid, cmd: fs.readFileSync(`/proc/${redisPid}/cmdline`, 'latin1').split('\0').join(' ') });
@@ -161,7 +168,7 @@ async function runCase(target: Target, sig: NodeJS.Signals, { starting = false, 
     expect(left.map((p) => p.cmd), `left after ${sig} to ${target}:\n${s.output().slice(-3000)}`).toEqual([]);
     const held: number[] = [];
     for (const p of ports) if (!(await canBind(p))) held.push(p);
-    expect(held, 'ports still held').toEqual([]);
+    expect(held, `ports still held after ${sig} to ${target}`).toEqual([]);
   } finally {
     for (const p of remaining()) {
       try {
@@ -170,7 +177,7 @@ async function runCase(target: Target, sig: NodeJS.Signals, { starting = false, 
         /* gone */
       }
     }
-    const redis = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(s.output())?.[1];
+    const redis = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(s.output()) ? process.env.REDIS_URL || 'redis://127.0.0.1:6379' : undefined;
     const prefix = fs.existsSync(path.join(dir, 'redis-prefix')) ? fs.readFileSync(path.join(dir, 'redis-prefix'), 'utf8').trim() : null;
     if (redis && prefix) {
       await dropRedisPrefix(redis, prefix).catch(() => 0);

@@ -152,7 +152,8 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       clearTimeout(t);
       // A shared Redis (REDIS_URL or localhost:6379) keeps the stack's keys: drop them. A Redis
       // that `ferry up` started itself keeps its data in the state dir, which the caller removes.
-      const used = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(out)?.[1];
+      // (ferry up prints REDIS_URL without its password: take ours.)
+      const used = /^ferry up: Redis: (redis:\/\/\S+) \((?:REDIS_URL|found on localhost)\)/m.exec(out) ? process.env.REDIS_URL || 'redis://127.0.0.1:6379' : undefined;
       if (used) await dropRedisPrefix(used, prefix).catch(() => 0);
       if (used) await dropAgentUsers(used, prefix).catch(() => undefined);
       return e;

@@ -124,6 +124,17 @@ export function dashboardHost(env: NodeJS.ProcessEnv): string {
   return env.FERRY_DASHBOARD_HOST || env.HOST || '127.0.0.1';
 }
 
+/** `url` as it may be printed: its password, if any, replaced by `***`. */
+function redacted(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 /** `url` with `user`/`password` as its credentials (replacing any it had). */
 function withCredentials(url: string, user: string, password: string): string {
   const u = new URL(url);
@@ -241,7 +252,7 @@ export async function run(argv: string[]): Promise<number> {
       /* started below, once the state folder is there */
     } else if (redisUrl) {
       const why = await pingRedis(redisUrl);
-      if (why) throw new Error(`REDIS_URL=${redisUrl} does not answer: ${why}`);
+      if (why) throw new Error(`REDIS_URL=${redacted(redisUrl)} does not answer: ${why}`);
     } else if ((await pingRedis('redis://127.0.0.1:6379')) === null) {
       redisUrl = 'redis://127.0.0.1:6379';
       redisSource = 'found on localhost';
@@ -266,7 +277,7 @@ export async function run(argv: string[]): Promise<number> {
 
     // ---- Redis of our own ----
     if (redisUrl) {
-      say(`Redis: ${redisUrl} (${redisSource}), keys under ${keyPrefix}:`);
+      say(`Redis: ${redacted(redisUrl)} (${redisSource}), keys under ${keyPrefix}:`);
     } else {
       const bin = which('redis-server');
       const version = bin ? redisServerVersion(bin) : null;
