@@ -108,8 +108,9 @@ describe('checkpoints', () => {
     await w.redis.multi().del(`${k}:ckpt:${d1}`).zrem(`${k}:ckpts`, d1).zrem(`${k}:ckpts:vm:vm2`, d1).exec();
     expect((await api(url, `/v1/checkpoints/${d1}`)).status).toBe(404);
     await w.cp({ FERRY_STORE_URL: store.url, FERRY_STORE_TOKEN: STORE_TOKEN });
+    // recorded beside the start, so shortly after the service answers
+    await expect.poll(async () => (await api(url, `/v1/checkpoints/${d1}`)).status, { timeout: 10_000 }).toBe(200);
     const back = await api<CheckpointDto>(url, `/v1/checkpoints/${d1}`);
-    expect(back.status).toBe(200);
     expect(back.body).toMatchObject({ id: d1, vmId: 'vm2', operationId: null, latest: true, vm: { vmId: 'vm2' } });
   });
 

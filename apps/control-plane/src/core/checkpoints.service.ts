@@ -41,9 +41,14 @@ export class CheckpointsService implements OnApplicationBootstrap {
 
   /**
    * VMs suspended before checkpoints were a resource know only their latest checkpoint: it becomes a record
-   * at start (idempotent, so every replica may do it).
+   * at start (idempotent, so every replica may do it). It runs beside the start, not before it: with Redis out of
+   * reach its commands wait in ioredis' queue, and the service must still come up and say so.
    */
-  async onApplicationBootstrap(): Promise<void> {
+  onApplicationBootstrap(): void {
+    void this.recordOlderCheckpoints();
+  }
+
+  private async recordOlderCheckpoints(): Promise<void> {
     try {
       let added = 0;
       for (const vm of await this.vms.many(await this.vms.allIds())) {
