@@ -155,6 +155,21 @@ describe('migrations with fake agents', () => {
     expect((await api<VmDto>(url, '/v1/vms/vm-q')).body).toMatchObject({ state: 'suspended', hostId: null });
   });
 
+  it('a control plane down longer than the stall bound does not count its own absence as a stall', async () => {
+    w = new World();
+    const port = String(20000 + Math.floor(Math.random() * 20000));
+    const { url } = await w.cp({ PORT: port, FERRY_STALL_AFTER_MS: '1500' });
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-d')], roundMs: 300, rounds: 12 });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    const r = await migrate(url, { vm: 'vm-d', mode: 'live' });
+    await until('precopy', async () => (await getM(url, r.body.id)).phase === 'precopy');
+    await w.cps.shift()!.close();
+    await new Promise((res) => setTimeout(res, 2500));
+    await w.cp({ PORT: port, FERRY_STALL_AFTER_MS: '1500' });
+    const m = await done(url, r.body.id);
+    expect([m.phase, m.error]).toEqual(['completed', null]);
+  });
+
   it('retries a retryable failure with backoff, then completes', async () => {
     w = new World();
     const { url } = await w.cp();
