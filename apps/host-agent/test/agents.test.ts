@@ -209,4 +209,17 @@ describe('host agents on loopback', () => {
     expect((await cp.freshGuests('dst')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
     expect((await cp.freshGuests('srcA')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
   });
+
+  it('an agent killed while it waited for a stream ends that attempt when it restarts, rather than leaving it to the stall bound', async () => {
+    const dst = await agent('dst', {});
+    const id = 'mig-orphan';
+    cp.migrations.set(id, { id, attempt: 1, state: 'running', cancelRequested: false, commits: [] });
+    await cp.dispatch('dst', 'migrate-receive', { operationId: id, attempt: 1, migrationId: id, vm: hvm, mode: 'live', source: { hostId: 'src' }, streamToken: 'x'.repeat(32), restore: { format: 'v2' }, connectTimeoutMs: 60_000 });
+    await waitFor(() => progressOf(id, 'migrate-receive').length > 0, 20_000, 'receive waiting for the stream');
+    await dst.kill('SIGKILL');
+    expect(cp.migrations.get(id)!.state).toBe('running');
+    await agent('dst', {}, dst.stateDir);
+    // asked as the restarted agent starts (before it takes jobs); the stream would have been waited for 60 s
+    await waitFor(() => cp.migrations.get(id)!.state === 'aborted', 10_000, 'the attempt aborted');
+  });
 });

@@ -160,6 +160,20 @@ export function startHostWorker(opts: HostWorkerOptions): Worker {
 }
 
 /**
+ * The jobs of `ferry.host.{hostId}` marked active. Read by an agent before it starts its worker:
+ * those are the jobs a previous process of it was running when it died (BullMQ fails them once
+ * their lock expires; with `attempts: 1` nothing runs them again).
+ */
+export async function activeHostJobs(opts: QueueOptions & { hostId: string }): Promise<{ name: HostJobName; data: unknown }[]> {
+  const queue = new Queue(hostQueueName(opts.hostId), { connection: opts.connection, prefix: opts.prefix ?? DEFAULT_QUEUE_PREFIX });
+  try {
+    return (await queue.getActive()).map((j) => ({ name: j.name as HostJobName, data: j.data as unknown }));
+  } finally {
+    await queue.close();
+  }
+}
+
+/**
  * Redis ACL rules for one agent: only its own host queue's keys and BullMQ's channels/commands.
  * Use as `ACL SETUSER <user> on ><password> resetkeys resetchannels ...rules`.
  */
