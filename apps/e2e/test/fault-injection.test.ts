@@ -328,7 +328,18 @@ describe.skipIf(skip !== null)('fault injection: kill -9 either agent or the con
         }, 60_000, 200);
       }),
     );
-    expect(next.map((m) => [m.vmId, m.phase, m.error])).toEqual(lanes.map((l) => [l.vm, 'completed', null]));
+    const diagnose = async (): Promise<string> => {
+      const out: string[] = [];
+      for (const hostId of agents.keys()) out.push(`${hostId}: ${fs.readFileSync(path.join(stateDir, hostId, 'sim.json'), 'utf8')}`);
+      for (const lane of lanes) {
+        const ms = await api<{ items: MigrationDto[] }>('GET', `/v1/migrations?vm=${lane.vm}&limit=100`);
+        out.push(...ms.items.slice(0, 6).map((m) => `${m.id} ${m.vmId} ${m.sourceHostId}->${m.targetHostId} ${m.phase} #${m.attempt} ${JSON.stringify(m.error)}`));
+      }
+      return out.join('\n');
+    };
+    const got = next.map((m) => [m.vmId, m.phase, m.error]);
+    if (JSON.stringify(got) !== JSON.stringify(lanes.map((l) => [l.vm, 'completed', null]))) console.log(`[fault injection] diagnostics:\n${await diagnose()}`);
+    expect(got).toEqual(lanes.map((l) => [l.vm, 'completed', null]));
 
     // the API's view, once the inventories are in
     const apiView = new Map<string, VmDto>();

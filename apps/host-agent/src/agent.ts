@@ -289,8 +289,8 @@ export class HostAgent {
           } else await this.driver.destroy(m.vmId);
         } else if (d === 'commit') await this.driver.destroy(m.vmId);
         else {
-          await this.driver.setState(m.vmId, 'running', null);
           await this.driver.unpause(m.vmId);
+          await this.driver.setState(m.vmId, 'running', null);
         }
         this.log(`recovered ${m.vmId}: ${d}`);
       } catch (e) {
