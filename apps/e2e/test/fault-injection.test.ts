@@ -255,6 +255,15 @@ describe.skipIf(skip !== null)('fault injection: kill -9 either agent or the con
     // one control-plane kill at a time (lanes run side by side)
     let cpTurn: Promise<void> = Promise.resolve();
 
+    const diagnose = async (): Promise<string> => {
+      const out: string[] = [];
+      for (const hostId of agents.keys()) out.push(`${hostId}: ${fs.readFileSync(path.join(stateDir, hostId, 'sim.json'), 'utf8')}`);
+      for (const lane of lanes) {
+        const ms = await api<{ items: MigrationDto[] }>('GET', `/v1/migrations?vm=${lane.vm}&limit=100`);
+        out.push(...ms.items.slice(0, 6).map((m) => `${m.id} ${m.vmId} ${m.sourceHostId}->${m.targetHostId} ${m.phase} #${m.attempt} ${JSON.stringify(m.error)}`));
+      }
+      return out.join('\n');
+    };
     /** One migration with one kill; false when the migration never showed the phase (then no kill). */
     const oneRun = async (lane: (typeof lanes)[number], job: { side: Side; at: KillAt }): Promise<boolean> => {
       const vm = await waitFor(`${lane.vm} idle`, async () => {
@@ -294,7 +303,13 @@ describe.skipIf(skip !== null)('fault injection: kill -9 either agent or the con
       await sleep(200 + randomInt(1300));
       await proc.start();
       done();
-      await waitFor(`${m.id} to end`, async () => TERMINAL.includes((await api<MigrationDto>('GET', `/v1/migrations/${m.id}`)).phase), 90_000, 200);
+      const end = await waitFor(`${m.id} to end`, async () => {
+        const x = await api<MigrationDto>('GET', `/v1/migrations/${m.id}`);
+        return TERMINAL.includes(x.phase) ? x : null;
+      }, 90_000, 200);
+      if (end.error && !['STALLED', 'PEER_LOST', 'STREAM_ERROR', 'TIMEOUT', 'INTERNAL'].includes(end.error.code)) {
+        console.log(`[fault injection] ${m.id} ended ${end.phase} ${JSON.stringify(end.error)} after a kill of the ${job.side} in ${phase}:\n${await diagnose()}`);
+      }
       return true;
     };
 
@@ -328,15 +343,6 @@ describe.skipIf(skip !== null)('fault injection: kill -9 either agent or the con
         }, 60_000, 200);
       }),
     );
-    const diagnose = async (): Promise<string> => {
-      const out: string[] = [];
-      for (const hostId of agents.keys()) out.push(`${hostId}: ${fs.readFileSync(path.join(stateDir, hostId, 'sim.json'), 'utf8')}`);
-      for (const lane of lanes) {
-        const ms = await api<{ items: MigrationDto[] }>('GET', `/v1/migrations?vm=${lane.vm}&limit=100`);
-        out.push(...ms.items.slice(0, 6).map((m) => `${m.id} ${m.vmId} ${m.sourceHostId}->${m.targetHostId} ${m.phase} #${m.attempt} ${JSON.stringify(m.error)}`));
-      }
-      return out.join('\n');
-    };
     const got = next.map((m) => [m.vmId, m.phase, m.error]);
     if (JSON.stringify(got) !== JSON.stringify(lanes.map((l) => [l.vm, 'completed', null]))) console.log(`[fault injection] diagnostics:\n${await diagnose()}`);
     expect(got).toEqual(lanes.map((l) => [l.vm, 'completed', null]));
