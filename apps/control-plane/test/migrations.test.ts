@@ -157,8 +157,8 @@ describe('migrations with fake agents', () => {
 
   it('a control plane down longer than the stall bound does not count its own absence as a stall', async () => {
     w = new World();
-    const port = String(20000 + Math.floor(Math.random() * 20000));
-    const { url } = await w.cp({ PORT: port, FERRY_STALL_AFTER_MS: '1500' });
+    const { url } = await w.cp({ FERRY_STALL_AFTER_MS: '1500' });
+    const port = new URL(url).port; // restarted on the same port, as a real control plane would be
     await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-d')], roundMs: 300, rounds: 12 });
     await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
     const r = await migrate(url, { vm: 'vm-d', mode: 'live' });

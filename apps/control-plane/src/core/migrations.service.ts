@@ -317,11 +317,13 @@ export class MigrationsService {
 
   /** Ends the current attempt before the point of no return; retries with backoff when allowed. */
   async failAttempt(m: MigrationRecord, code: string, message: string, retryable: boolean): Promise<void> {
-    await this.sendCancels(m, message);
+    // The attempt is ended first, then both sides are told: an agent's report of the cancel it got
+    // must find the attempt over already, not end the whole migration as CANCELLED.
     if (retryable && m.attempt < m.maxAttempts) {
       const at = Date.now() + this.cfg.FERRY_RETRY_BACKOFF_MS * 2 ** Math.max(0, m.attempt - 1);
       const t = await this.repo.transition(m.id, PRE_PONR_INFLIGHT, 'queued', { nextAttemptAt: at, waiting: `retry after ${code}`, error: { code, message } }, { pendingScore: at, conds: { attempt: String(m.attempt) } });
       if (t.ok) {
+        await this.sendCancels(m, message);
         this.metrics.retries.inc();
         await this.publish(m.id);
       }
@@ -329,6 +331,7 @@ export class MigrationsService {
     }
     const t = await this.repo.transition(m.id, PRE_PONR_INFLIGHT, 'failed', { finishedAt: nowIso(), error: { code, message } }, { conds: { attempt: String(m.attempt) } });
     if (!t.ok) return;
+    await this.sendCancels(m, message);
     await this.finishVm(m, 'source');
     this.metrics.migrationFinished(m, 'failed');
     await this.publish(m.id);
