@@ -158,6 +158,36 @@ describe('migrations with fake agents', () => {
     expect((await api<VmDto>(url, '/v1/vms/vm-q')).body).toMatchObject({ state: 'suspended', hostId: null });
   });
 
+  it('a control plane down longer than the stall bound does not count its own absence as a stall', async () => {
+    w = new World();
+    const { url } = await w.cp({ FERRY_STALL_AFTER_MS: '1500' });
+    const port = new URL(url).port; // restarted on the same port, as a real control plane would be
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-d')], roundMs: 300, rounds: 12 });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    const r = await migrate(url, { vm: 'vm-d', mode: 'live' });
+    await until('precopy', async () => (await getM(url, r.body.id)).phase === 'precopy');
+    await w.cps.shift()!.close();
+    await new Promise((res) => setTimeout(res, 2500));
+    await w.cp({ PORT: port, FERRY_STALL_AFTER_MS: '1500' });
+    const m = await done(url, r.body.id);
+    expect([m.phase, m.error]).toEqual(['completed', null]);
+  });
+
+  it('a VM claimed by a migration create() that died before storing it is freed by its host\'s heartbeat', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-o')] });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    await until('vm-o known', async () => (await api<VmDto>(url, '/v1/vms/vm-o')).status === 200);
+    // what a control plane killed between vms.claim() and repo.create() leaves: a claim naming no migration
+    await w.redis.hset(`${w.keyPrefix}:vm:vm-o`, 'activeOp', `mig-${(Date.now() - 20_000).toString(36)}0123456789`);
+    expect((await migrate(url, { vm: 'vm-o', mode: 'live' })).status).toBe(409);
+    await until('claim released', async () => (await api<VmDto>(url, '/v1/vms/vm-o')).body.activeOperationId === null);
+    const r = await migrate(url, { vm: 'vm-o', mode: 'live' });
+    expect(r.status).toBe(202);
+    expect((await done(url, r.body.id)).phase).toBe('completed');
+  });
+
   it('retries a retryable failure with backoff, then completes', async () => {
     w = new World();
     const { url } = await w.cp();

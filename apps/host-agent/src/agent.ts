@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
   type Toolstack,
 } from '@ferry/contracts';
-import { HandlerRegistry, RedisStateLog, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, RedisStateLog, activeHostJobs, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import { agentHostname, type AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, resolveMigration, sleep, type ControlPlaneApi } from './control-plane';
@@ -117,17 +117,18 @@ export class HostAgent {
     const reg = await this.registerUntilDone();
     this.reporter.start();
     this.scheduleHeartbeat();
-    // settle what a previous process left half-way before taking new jobs: a new attempt must not
-    // find the old attempt's copy of its guest
-    await this.recover();
     // The client and the worker's own connection report their errors as one line per change of reachability.
     const redisState = new RedisStateLog(`host-agent ${this.hostId}`, this.log);
     this.redis = redisState.watch(new Redis(this.config.REDIS_URL, { ...agentRedisOptions }));
+    const prefix = this.config.FERRY_QUEUE_PREFIX ?? reg.queuePrefix;
+    // settle what a previous process left half-way before taking new jobs: a new attempt must not
+    // find the old attempt's copy of its guest
+    await this.recover(await activeHostJobs({ hostId: this.hostId, connection: this.redis, prefix }));
     this.worker = startHostWorker({
       hostId: this.hostId,
       registry: this.registry(),
       connection: this.redis,
-      prefix: this.config.FERRY_QUEUE_PREFIX ?? reg.queuePrefix,
+      prefix,
       concurrency: 8,
       redisState,
     });
@@ -253,10 +254,25 @@ export class HostAgent {
    * A previous agent process may have left guests mid-operation. Migrations are settled with the
    * control plane's decision on the attempt (`resolve`: abort unless committed): a target keeps a
    * committed copy, unpauses it and reports `completed`, and discards any other; a source destroys
-   * a committed guest and resumes any other.
+   * a committed guest and resumes any other. A migration job the previous process was running
+   * (`orphans`, still marked active in the queue) that left no guest behind is resolved too, so
+   * the control plane retries it now instead of waiting for the stall bound.
    */
-  private async recover(): Promise<void> {
-    for (const m of await this.driver.pendingMigrations()) {
+  private async recover(orphans: { name: HostJobName; data: unknown }[]): Promise<void> {
+    const pending = await this.driver.pendingMigrations();
+    for (const j of orphans) {
+      if (j.name !== 'migrate-send' && j.name !== 'migrate-receive') continue;
+      const p = j.data as HostJobPayloads['migrate-send' | 'migrate-receive'];
+      if (pending.some((m) => m.migrationId === p.migrationId && m.attempt === p.attempt)) continue;
+      try {
+        const d = await resolveMigration(this.cp, this.hostId, p.migrationId, { attempt: p.attempt, reason: `agent on ${this.hostId} restarted during ${j.name}` }, this.closing.signal, this.log);
+        this.log(`recovered ${j.name} ${p.migrationId}#${p.attempt} (no guest left here): ${d}`);
+      } catch (e) {
+        if (this.closing.signal.aborted) return;
+        this.log(`recovery of ${j.name} ${p.migrationId}: ${(e as Error).message}`);
+      }
+    }
+    for (const m of pending) {
       try {
         if (m.state === 'resuming') {
           await this.driver.destroy(m.vmId);
@@ -279,8 +295,8 @@ export class HostAgent {
           } else await this.driver.destroy(m.vmId);
         } else if (d === 'commit') await this.driver.destroy(m.vmId);
         else {
-          await this.driver.setState(m.vmId, 'running', null);
           await this.driver.unpause(m.vmId);
+          await this.driver.setState(m.vmId, 'running', null);
         }
         this.log(`recovered ${m.vmId}: ${d}`);
       } catch (e) {

@@ -228,4 +228,29 @@ describe('host agents on loopback', () => {
     expect((await cp.freshGuests('dst')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
     expect((await cp.freshGuests('srcA')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
   });
+
+  it('an agent killed while it waited for a stream ends that attempt when it restarts, rather than leaving it to the stall bound', async () => {
+    const dst = await agent('dst', {});
+    const id = 'mig-orphan';
+    cp.migrations.set(id, { id, attempt: 1, state: 'running', cancelRequested: false, commits: [] });
+    await cp.dispatch('dst', 'migrate-receive', { operationId: id, attempt: 1, migrationId: id, vm: hvm, mode: 'live', source: { hostId: 'src' }, streamToken: 'x'.repeat(32), restore: { format: 'v2' }, connectTimeoutMs: 60_000 });
+    await waitFor(() => progressOf(id, 'migrate-receive').length > 0, 20_000, 'receive waiting for the stream');
+    await dst.kill('SIGKILL');
+    expect(cp.migrations.get(id)!.state).toBe('running');
+    await agent('dst', {}, dst.stateDir);
+    // asked as the restarted agent starts (before it takes jobs); the stream would have been waited for 60 s
+    await waitFor(() => cp.migrations.get(id)!.state === 'aborted', 10_000, 'the attempt aborted');
+  });
+
+  it('a target stopped (SIGTERM) after its commit was granted never tells the source it discarded: one copy, on the target', async () => {
+    const [src, dst] = await Promise.all([agent('src', { FERRY_SIM_GUESTS: 'hvm1:hvm:16M:1:91:0' }), agent('dst', { FERRY_SIM_LATENCY_MS: '1500' })]);
+    const id = await cp.migrate({ vm: { ...hvm, memoryMiB: 16 }, from: 'src', to: 'dst', mode: 'cold' });
+    await waitFor(() => cp.migrations.get(id)!.state === 'committed', 30_000, 'commit granted');
+    await dst.kill('SIGTERM'); // graceful: aborts every operation, the one past its point of no return included
+    expect(result<{ outcome: string }>(await cp.waitFinal(id, 'migrate-send', 20_000)).outcome).toBe('handed-off');
+    expect(await cp.freshGuests('src')).toEqual([]);
+    await agent('dst', {}, dst.stateDir);
+    expect((await cp.freshGuests('dst')).map((g) => [g.vmId, g.state])).toEqual([['hvm1', 'running']]);
+    expect(src.stderr.join('')).not.toMatch(/CANCELLED/);
+  });
 });

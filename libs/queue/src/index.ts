@@ -213,6 +213,21 @@ export function startHostWorker(opts: HostWorkerOptions): Worker {
 }
 
 /**
+ * The jobs of `ferry.host.{hostId}` marked active. Read by an agent before it starts its worker:
+ * those are the jobs a previous process of it was running when it died (BullMQ fails them once
+ * their lock expires; with `attempts: 1` nothing runs them again).
+ */
+export async function activeHostJobs(opts: QueueOptions & { hostId: string }): Promise<{ name: HostJobName; data: unknown }[]> {
+  // an agent's ACL user may not run INFO, so BullMQ's version check is skipped as in startHostWorker
+  const queue = new Queue(hostQueueName(opts.hostId), { connection: opts.connection, prefix: opts.prefix ?? DEFAULT_QUEUE_PREFIX, skipVersionCheck: true });
+  try {
+    return (await queue.getActive()).map((j) => ({ name: j.name as HostJobName, data: j.data as unknown }));
+  } finally {
+    await queue.close();
+  }
+}
+
+/**
  * Redis ACL rules for one agent: its own host queue's keys, and only the commands a BullMQ worker runs
  * on them (its Lua scripts run under the same rules). Use as `ACL SETUSER <user> reset on ><password> ...rules`.
  *

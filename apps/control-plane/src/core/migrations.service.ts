@@ -26,7 +26,7 @@ import { CP_CONFIG, type CpConfig } from '../config';
 import { fail } from './errors';
 import { MetricsService } from './metrics.service';
 import { EventsRepository, HostsRepository, MigrationsRepository, PRE_PONR_ACTIVE, VmsRepository, type MigrationRecord } from './repos';
-import { newId, nowIso } from './redis';
+import { idTime, newId, nowIso } from './redis';
 import { vmToDto } from './hosts.service';
 
 export function migrationToDto(m: MigrationRecord): MigrationDto {
@@ -57,6 +57,9 @@ export function migrationToDto(m: MigrationRecord): MigrationDto {
   };
 }
 
+/** A VM claimed this long ago for a migration that was never stored is freed (create() died between the two writes). */
+const ORPHAN_CLAIM_MS = 10_000;
+
 const PRE_PONR_INFLIGHT: MigrationPhase[] = ['dispatched', 'preparing', 'precopy', 'stop-copy', 'verifying'];
 
 @Injectable()
@@ -86,7 +89,7 @@ export class MigrationsService {
     }
     const hash = createHash('sha256').update(JSON.stringify([req.vm, req.target ?? null, req.mode, req.bandwidth ?? null, extra.campaignId ?? null])).digest('hex').slice(0, 16);
     const id = newId('mig');
-    const stored = await this.repo.idempotent(idempotencyKey, `${id}|${hash}`);
+    const stored = await this.repo.idempotent(idempotencyKey, `${id}|${hash}`, 10);
     if (stored !== `${id}|${hash}`) {
       const [existingId, h] = stored.split('|');
       if (h !== hash) throw fail(422, 'Idempotency-Key was already used with a different request body');
@@ -129,6 +132,7 @@ export class MigrationsService {
       committedAttempt: 0,
     };
     await this.repo.create(rec, now);
+    await this.repo.keepIdempotent(idempotencyKey);
     const dto = migrationToDto(rec);
     await this.repo.saveJson(id, JSON.stringify(dto));
     await this.events.publish('migration.updated', 'migration', id, dto);
@@ -316,6 +320,11 @@ export class MigrationsService {
       if (!id && vm.state !== 'running' && vm.hostId === hostId) id = await this.repo.latestForVm(vm.id);
       if (!id) continue;
       const m = await this.repo.get(id);
+      if (!m && id === vm.activeOp && id.startsWith('mig-') && Date.now() - (idTime(id) ?? Date.now()) > ORPHAN_CLAIM_MS) {
+        // claimed by a create() that died before it stored the migration
+        await this.vms.release(vm.id, id);
+        continue;
+      }
       if (!m || m.vmId !== vm.id) continue;
       const committed = m.committedAttempt > 0 && m.committedAttempt === m.attempt;
       if (committed && m.target === hostId) await this.completeOnTarget(m, g.memoryDigest);
@@ -325,11 +334,13 @@ export class MigrationsService {
 
   /** Ends the current attempt before the point of no return; retries with backoff when allowed. */
   async failAttempt(m: MigrationRecord, code: string, message: string, retryable: boolean): Promise<void> {
-    await this.sendCancels(m, message);
+    // The attempt is ended first, then both sides are told: an agent's report of the cancel it got
+    // must find the attempt over already, not end the whole migration as CANCELLED.
     if (retryable && m.attempt < m.maxAttempts) {
       const at = Date.now() + this.cfg.FERRY_RETRY_BACKOFF_MS * 2 ** Math.max(0, m.attempt - 1);
       const t = await this.repo.transition(m.id, PRE_PONR_INFLIGHT, 'queued', { nextAttemptAt: at, waiting: `retry after ${code}`, error: { code, message } }, { pendingScore: at, conds: { attempt: String(m.attempt) } });
       if (t.ok) {
+        await this.sendCancels(m, message);
         this.metrics.retries.inc();
         await this.publish(m.id);
       }
@@ -337,6 +348,7 @@ export class MigrationsService {
     }
     const t = await this.repo.transition(m.id, PRE_PONR_INFLIGHT, 'failed', { finishedAt: nowIso(), error: { code, message } }, { conds: { attempt: String(m.attempt) } });
     if (!t.ok) return;
+    await this.sendCancels(m, message);
     await this.finishVm(m, 'source');
     this.metrics.migrationFinished(m, 'failed');
     await this.publish(m.id);

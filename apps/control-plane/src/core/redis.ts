@@ -154,6 +154,13 @@ export function newId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}${randomUUID().replace(/-/g, '').slice(0, 10)}`;
 }
 
+/** When an id from newId() was made (ms), or null for an id of another shape. */
+export function idTime(id: string): number | null {
+  const m = /^[a-z]+-([0-9a-z]+)[0-9a-f]{10}$/.exec(id);
+  const t = m ? parseInt(m[1]!, 36) : NaN;
+  return Number.isFinite(t) ? t : null;
+}
+
 export function nowIso(ms = Date.now()): string {
   return new Date(ms).toISOString();
 }

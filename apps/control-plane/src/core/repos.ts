@@ -465,12 +465,18 @@ export class MigrationsRepository {
     const res = (await p.exec()) ?? [];
     return Object.fromEntries(MIGRATION_PHASES.map((ph, i) => [ph, Number(res[i]?.[1] ?? 0)])) as Record<MigrationPhase, number>;
   }
-  /** Idempotency: first writer wins; returns the stored value. */
-  async idempotent(key: string, value: string): Promise<string> {
+  /**
+   * Idempotency: first writer wins; returns the stored value. The key is held `pendingSec` until
+   * keepIdempotent() (once the record exists): a request cut short by a crash frees its key.
+   */
+  async idempotent(key: string, value: string, pendingSec = 30): Promise<string> {
     const k = this.k.idem(key);
-    const ok = await this.redis.set(k, value, 'EX', 24 * 3600, 'NX');
+    const ok = await this.redis.set(k, value, 'EX', pendingSec, 'NX');
     if (ok === 'OK') return value;
     return (await this.redis.get(k)) ?? value;
+  }
+  async keepIdempotent(key: string): Promise<void> {
+    await this.redis.expire(this.k.idem(key), 24 * 3600);
   }
   async forgetIdempotent(key: string): Promise<void> {
     await this.redis.del(this.k.idem(key));

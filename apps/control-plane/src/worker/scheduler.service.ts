@@ -49,10 +49,20 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     await this.lease?.release().catch(() => undefined);
   }
 
+  /** Since when this replica holds the lease (0: it does not). */
+  private leaseSince = 0;
+
   /** One pass; public for tests. */
   async tick(): Promise<void> {
-    if (!(await this.lease.tick())) return;
+    if (!(await this.lease.tick())) {
+      this.leaseSince = 0;
+      return;
+    }
     const now = Date.now();
+    this.leaseSince ||= now;
+    // "no progress for FERRY_STALL_AFTER_MS" is judged only after watching that long: a control plane
+    // that was down (or a replica that just took over) does not count its own absence as a stall
+    const watching = now - this.leaseSince >= this.cfg.FERRY_STALL_AFTER_MS;
     const hosts = await this.hosts.all();
     const online = (h: HostRecord | undefined): boolean => !!h && h.hb !== null && now - h.hb <= this.cfg.FERRY_OFFLINE_AFTER_MS;
     for (const h of hosts) {
@@ -64,7 +74,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     // stalls: no progress for FERRY_STALL_AFTER_MS in any in-flight phase. Before the point of no
     // return the migration is cancelled (VM left on its source); in `committing` it ends without
     // the target's confirmation (VM on the target, marked missing until it shows up there).
-    for (const m of await this.migs.many(await this.migs.stalled(now - this.cfg.FERRY_STALL_AFTER_MS))) {
+    for (const m of watching ? await this.migs.many(await this.migs.stalled(now - this.cfg.FERRY_STALL_AFTER_MS)) : []) {
       if (m.phase === 'committing') {
         await this.migrations.commitUnconfirmed(m, this.cfg.FERRY_STALL_AFTER_MS).catch(() => undefined);
         continue;
@@ -76,7 +86,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     }
     await this.dispatchMigrations(hosts.filter(online), now);
     for (const id of await this.ops.activeIds()) {
-      if (await this.operations.failIfStalled(id, this.cfg.FERRY_STALL_AFTER_MS, now).catch(() => false)) continue;
+      if (watching && (await this.operations.failIfStalled(id, this.cfg.FERRY_STALL_AFTER_MS, now).catch(() => false))) continue;
       await this.operations.tryDispatch(id).catch(() => false);
     }
   }

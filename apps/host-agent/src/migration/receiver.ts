@@ -112,6 +112,8 @@ export class MigrationReceiver {
     }
     const { req, res } = conn;
     const onAbort = (): void => {
+      // past the point of no return the guest is ours: never tell the source we discarded it
+      if (op.pastPointOfNoReturn) return;
       json(res, 409, { committed: false, bytesReceived: tap.bytes, reason: String((op.signal.reason as Error)?.message ?? 'cancelled') } satisfies StreamReceiveResponse, true);
       req.destroy();
     };

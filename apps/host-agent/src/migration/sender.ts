@@ -183,11 +183,12 @@ export class MigrationSender {
     }
   }
 
+  /** Unpauses first, then drops the migration mark: a crash in between leaves the mark, and the restart settles it. */
   private async resumeHere(vmId: string): Promise<void> {
     const spec = await this.driver.spec(vmId);
     if (!spec) return;
-    await this.driver.setState(vmId, 'running', null);
     await this.driver.unpause(vmId);
+    await this.driver.setState(vmId, 'running', null);
   }
 }
 
