@@ -306,9 +306,13 @@ export class MigrationReceiver {
   /** Before the commit: migrate-receive loses its stdin (it destroys its copy), the source its link. */
   private async failXenLive(p: MigrateReceivePayload, op: Operation, e: unknown, xl: { stdin: { destroy(): void }; exit: Promise<void> } | null, link: Duplex, bytes: number): Promise<Error> {
     link.destroy();
+    let why = '';
     if (xl) {
       xl.stdin.destroy();
-      await xl.exit.catch(() => undefined);
+      why = await xl.exit.then(
+        () => '',
+        (x: unknown) => ` (${(x as Error).message})`,
+      );
     }
     // what migrate-receive built and did not destroy itself (it was killed, or failed on the way)
     const mine = (await this.driver.pendingMigrations()).some((m) => m.vmId === p.vm.vmId && m.migrationId === p.migrationId);
@@ -318,7 +322,7 @@ export class MigrationReceiver {
     if (mine) await this.driver.setState(p.vm.vmId, 'running', null);
     if (op.cancelled) return op.signal.reason as Error;
     if (e instanceof AgentFailure) return e;
-    return new AgentFailure('STREAM_ERROR', `xl live migration from ${p.source.hostId} failed after ${bytes} bytes: ${(e as Error).message}`, true);
+    return new AgentFailure('STREAM_ERROR', `xl live migration from ${p.source.hostId} failed after ${bytes} bytes: ${(e as Error).message}${why}`, true);
   }
 
   private progressOf(p: MigrateReceivePayload, phase: 'preparing' | 'verifying', bytesDone: number): void {
