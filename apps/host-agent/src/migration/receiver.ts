@@ -69,7 +69,7 @@ export class MigrationReceiver {
     const exp = this.claim(migrationId, token, attempt);
     if (!(exp instanceof Expectation)) return refuse(exp.status, exp.message);
     if (!this.driver.xenLive || exp.payload.restore.format !== 'v2') {
-      refuse(409, 'this host cannot receive an xl live migration (not an xl host with a v2 toolstack); migrate cold');
+      refuse(422, 'this host cannot receive an xl live migration (not an xl host with a v2 toolstack); migrate cold');
       exp.resolve({ kind: 'xl', link, accept: () => undefined }); // the receive fails on it at once
       return;
     }
