@@ -49,6 +49,8 @@ export function decodePathSegment(segment: string): string | null {
 /** The agent's data endpoint. Thin: routing and auth header parsing; the receiver service does the rest. */
 export class DataServer {
   private server: http.Server | null = null;
+  /** Upgraded connections: the HTTP server no longer tracks them, close() ends them itself. */
+  private readonly duplexes = new Set<Socket>();
   constructor(
     private readonly onStream: StreamHandler,
     private readonly tls?: TlsOptions,
@@ -109,6 +111,8 @@ export class DataServer {
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     };
     socket.on('error', () => undefined); // the handler owning the stream listens too
+    this.duplexes.add(socket);
+    socket.once('close', () => this.duplexes.delete(socket));
     try {
       const pathname = (req.url ?? '/').split('?')[0]!;
       const m = /^\/v1\/streams\/([^/]+)$/.exec(pathname);
@@ -133,6 +137,7 @@ export class DataServer {
     this.server = null;
     if (!s) return;
     s.closeAllConnections();
+    for (const d of this.duplexes) d.destroy();
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 }
