@@ -221,4 +221,29 @@ describe('xl live migration through two agents (scripted xl)', { timeout: 240_00
     await expectOnSource(id);
     expect((await steps('src')).at(-1)).toMatch(/^resumed/);
   });
+
+  // the last two kill an agent: nothing runs after them
+  it('target agent killed in pre-copy: xl migrate resumes the guest on the source', async () => {
+    await writeFile(path.join(dirOf('src'), 'pace'), '20');
+    const id = await migrate('none');
+    await waitFor(() => cp.reports.some((r) => r.operationId === id && r.type === 'progress' && r.job === 'migrate-send' && r.phase === 'precopy' && r.bytesDone > 0), 60_000, 'pre-copy');
+    await agents[1]!.kill('SIGKILL');
+    failure(await cp.waitFinal(id, 'migrate-send'));
+    expect(cp.migrations.get(id)!.state).not.toBe('committed');
+    await waitFor(async () => (await steps('src')).some((l) => l.startsWith('resumed')), 30_000, 'xl migrate resuming');
+    expect(await domains('src')).toEqual([expect.objectContaining({ name: vm.vmId, paused: false })]);
+  });
+
+  it('source agent killed in pre-copy: its xl migrate loses the transport and resumes the guest', async () => {
+    await writeFile(path.join(dirOf('src'), 'pace'), '20');
+    const dst = await spawnAgent(cp, 'xl-b', { FERRY_DRIVER: 'xl', FERRY_XL_PATH: path.join(root, 'xl-dst'), FERRY_STATE_DIR: path.join(root, 'state-dst'), FERRY_HEARTBEAT_MS: '1000' });
+    agents.push(dst);
+    const id = await migrate('none');
+    await waitFor(() => cp.reports.some((r) => r.operationId === id && r.type === 'progress' && r.job === 'migrate-send' && r.phase === 'precopy' && r.bytesDone > 0), 60_000, 'pre-copy');
+    await agents[0]!.kill('SIGKILL');
+    failure(await cp.waitFinal(id, 'migrate-receive'));
+    await waitFor(async () => (await steps('src')).some((l) => l.startsWith('resumed')), 30_000, 'xl migrate resuming');
+    expect(await domains('src')).toEqual([expect.objectContaining({ name: vm.vmId, paused: false })]);
+    expect(await domains('dst')).toEqual([]);
+  });
 });
