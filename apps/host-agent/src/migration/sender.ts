@@ -284,7 +284,7 @@ export class MigrationSender {
       op.signal.removeEventListener('abort', onAbort);
       await xlExit?.catch(() => undefined);
       await sock.close();
-      await this.resumeHere(p.vmId);
+      await this.resumeAfterXl(p.vmId);
       if (op.cancelled) throw op.signal.reason;
       if (e instanceof AgentFailure) throw e;
       throw new AgentFailure('STREAM_ERROR', `xl live migration to ${p.target.hostId} broke before the stream was through: ${(e as Error).message}`, true);
@@ -307,7 +307,7 @@ export class MigrationSender {
         if (d === 'abort') {
           xl.destroy(); // xl migrate: no READY -> it resumes the guest
           await xlExit.catch(() => undefined);
-          await this.resumeHere(p.vmId);
+          await this.resumeAfterXl(p.vmId);
           if (op.cancelled) throw op.signal.reason;
           throw new AgentFailure('STREAM_ERROR', `xl live migration to ${p.target.hostId} broke before the target's READY: ${lost?.message}`, true);
         }
@@ -341,7 +341,7 @@ export class MigrationSender {
       }
       if (rc !== 0) {
         this.opts.log?.(`migration ${p.migrationId}: the target could not start the committed guest (status ${rc}); xl resumed it here`);
-        await this.resumeHere(p.vmId);
+        await this.resumeAfterXl(p.vmId);
         throw new AgentFailure('TOOLSTACK_ERROR', `the target could not start ${p.vmId} after the commit (status ${rc}); it runs on here`, false);
       }
       await this.driver.setState(p.vmId, 'running', null);
@@ -352,6 +352,16 @@ export class MigrationSender {
       link.destroy();
       await sock.close();
     }
+  }
+
+  /**
+   * After `xl migrate` failed: xl resumed the guest itself (or it never stopped, in pre-copy). Unpause
+   * it only if it is paused: Xen refuses to unpause a domain nobody paused.
+   */
+  private async resumeAfterXl(vmId: string): Promise<void> {
+    if (!(await this.driver.spec(vmId))) return;
+    await this.driver.setState(vmId, 'running', null);
+    if ((await this.driver.guests()).find((g) => g.vmId === vmId)?.state === 'paused') await this.driver.unpause(vmId);
   }
 
   private async resumeHere(vmId: string): Promise<void> {
