@@ -10,7 +10,7 @@ import { AGENT_DATA_API } from '@ferry/contracts';
 import { WidthMismatchError, isCodecError, toWire } from '../codec';
 import { resolveMigration, sleep, type ControlPlaneApi, type Reporter } from '../control-plane';
 import { DIGEST_TRAILER, SHA256_TRAILER, StreamUpload, UploadRefused, openDuplex } from '../data-path';
-import type { HypervisorDriver, RoundStats, XenLiveMigration } from '../driver';
+import { DriverError, type HypervisorDriver, type RoundStats, type XenLiveMigration } from '../driver';
 import { AgentFailure, CancelledError, type Operation } from '../operations';
 import { RateLimiter, Tap, throttle } from '../stream-utils';
 import { RoundTracker, V2Walker, XL_BANNER, XL_GO, XL_READY, expectMessage, v2StreamOf } from '../xl/migrate-protocol';
@@ -286,7 +286,7 @@ export class MigrationSender {
       await sock.close();
       await this.resumeAfterXl(p.vmId);
       if (op.cancelled) throw op.signal.reason;
-      if (e instanceof AgentFailure) throw e;
+      if (e instanceof AgentFailure || e instanceof DriverError) throw e; // DriverError: xl's own failure, with its stderr
       throw new AgentFailure('STREAM_ERROR', `xl live migration to ${p.target.hostId} broke before the stream was through: ${(e as Error).message}`, true);
     }
     try {
