@@ -213,6 +213,21 @@ describe('xl live migration through two agents (scripted xl)', { timeout: 240_00
     expect(await steps('dst')).toEqual(expect.arrayContaining(['receiver: ready', 'receiver: destroyed its copy']));
   });
 
+  it('xl migrate fails after the commit (its rename before GO): the source destroys the copy xl resumed', async () => {
+    await writeFile(path.join(dirOf('src'), 'rename-fails'), '');
+    try {
+      const id = await migrate('none');
+      const send = result<{ outcome: string }>(await cp.waitFinal(id, 'migrate-send'));
+      result(await cp.waitFinal(id, 'migrate-receive'));
+      expect(send.outcome).toBe('handed-off');
+      expect((await steps('src')).at(-1)).toMatch(/^resumed: rename/);
+      expect(await domains('src')).toEqual([]);
+      expect(await domains('dst')).toEqual([expect.objectContaining({ name: vm.vmId, paused: false })]);
+    } finally {
+      await rm(path.join(dirOf('src'), 'rename-fails'), { force: true });
+    }
+  });
+
   it('cancelled during pre-copy: the guest keeps running on the source', async () => {
     await writeFile(path.join(dirOf('src'), 'pace'), '20'); // about 5 s of pre-copy
     const id = await migrate('none');

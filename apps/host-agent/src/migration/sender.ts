@@ -331,18 +331,26 @@ export class MigrationSender {
       } catch (e) {
         if (handshake.reported) throw e;
         if (ready) this.opts.log?.(`migration ${p.migrationId}: link lost after the commit (${(e as Error).message}); finishing xl's handshake here`);
-        await playCommittedTarget(xl, handshake);
+        await playCommittedTarget(xl, handshake).catch(() => undefined);
         reportedAt = Date.now();
       }
-      try {
-        await xlExit;
-      } catch (e) {
-        if (rc === 0) throw e;
-      }
+      const xlFailed = await xlExit.then(
+        () => null,
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      );
       if (rc !== 0) {
         this.opts.log?.(`migration ${p.migrationId}: the target could not start the committed guest (status ${rc}); xl resumed it here`);
         await this.resumeAfterXl(p.vmId);
         throw new AgentFailure('TOOLSTACK_ERROR', `the target could not start ${p.vmId} after the commit (status ${rc}); it runs on here`, false);
+      }
+      if (xlFailed) {
+        // Committed: the target owns the guest. xl failed on its side of the end game (a failed rename
+        // before GO makes it resume the domain; a failure after GO leaves it suspended as
+        // <name>--migratedaway): whatever copy it left here must not run.
+        this.opts.log?.(`migration ${p.migrationId}: xl migrate failed after the commit (${xlFailed.message}); destroying the copy it left here`);
+        for (const name of [p.vmId, `${p.vmId}--migratedaway`]) {
+          if (await this.driver.spec(name)) await this.driver.destroy(name);
+        }
       }
       await this.driver.setState(p.vmId, 'running', null);
       return { migrationId: p.migrationId, bytesSent: walker.bytes, rounds: tracker.rounds.length, downtimeMs: reportedAt - pausedAt, outcome: 'handed-off', sourceMemoryDigest: null };
