@@ -280,9 +280,18 @@ export class MigrationReceiver {
       const fromSource = await Promise.race([sourceGo.then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), GO_WAIT_MS)))]);
       clearTimeout(timer);
       if (!fromSource) this.log(`migration ${p.migrationId}: no GO from the source; starting the committed guest anyway`);
-      await writeTo(xl.stdin, XL_GO);
-      await expectMessage(xl.stdout, XL_REPORT, 'report from xl migrate-receive');
-      const rc = (await readExactly(xl.stdout, 1, 'status from xl migrate-receive'))[0]!;
+      let rc: number;
+      try {
+        await writeTo(xl.stdin, XL_GO);
+        await expectMessage(xl.stdout, XL_REPORT, 'report from xl migrate-receive');
+        rc = (await readExactly(xl.stdout, 1, 'status from xl migrate-receive'))[0]!;
+      } catch (e) {
+        // migrate-receive died after the commit: the guest is ours; start it if it got its name
+        const failed = await xl.exit.then(() => '', (x: unknown) => (x as Error).message);
+        if (!(await this.driver.spec(p.vm.vmId))) throw new AgentFailure('TOOLSTACK_ERROR', `xl migrate-receive failed after the commit: ${(e as Error).message} ${failed}`, false);
+        this.log(`migration ${p.migrationId}: xl migrate-receive failed after the commit (${(e as Error).message}); starting ${p.vm.vmId} here`);
+        rc = 0;
+      }
       if (rc === 0) {
         await this.driver.unpause(p.vm.vmId);
         await this.driver.setState(p.vm.vmId, 'running', null);
@@ -295,7 +304,7 @@ export class MigrationReceiver {
         await this.driver.setState(p.vm.vmId, 'running', null);
         throw new AgentFailure('TOOLSTACK_ERROR', `xl migrate-receive could not start ${p.vm.vmId} (status ${rc}); the source resumes it`, false);
       }
-      await xl.exit;
+      await xl.exit.catch((e: unknown) => this.log(`migration ${p.migrationId}: ${(e as Error).message}`));
       return { migrationId: p.migrationId, bytesReceived: tap.bytes, memoryDigest: null, outcome: 'running-on-target' };
     } finally {
       op.signal.removeEventListener('abort', onAbort);
