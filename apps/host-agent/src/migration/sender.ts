@@ -197,13 +197,11 @@ export class MigrationSender {
     const migration = { migrationId: p.migrationId, attempt: p.attempt };
     let phase: 'preparing' | 'precopy' | 'stop-copy' = 'preparing';
     let expectedDowntimeMs: number | null = null;
-    let lastRate = 0;
     const t0 = Date.now();
     const tracker = new RoundTracker((done) => {
-      const ms = Math.max(1, done.endedAt - done.startedAt);
-      lastRate = (done.bytes / ms) * 1000;
-      // the next round sends about what this one left dirty: at most this round's size
-      expectedDowntimeMs = lastRate > 0 ? Math.round((done.bytes / lastRate) * 1000) : null;
+      // libxc's next round (the stop-copy, if its policy stops here) sends what this one left dirty:
+      // at most this round's pages, at this round's rate, so at most this round's duration
+      expectedDowntimeMs = Math.max(0, done.endedAt - done.startedAt);
       report();
     });
     const walker = new V2Walker({ onPageBatch: (b) => tracker.batch(b), onMemoryEnd: () => (tracker.memoryEnd(), (phase = 'stop-copy'), report()) });
