@@ -106,7 +106,7 @@ export class HostAgent {
     });
     this.suspender = new SuspendService(this.driver, deps.store ?? new HttpStoreClient(config.FERRY_STORE_TOKEN), this.reporter);
     const tls = config.FERRY_TLS_CERT && config.FERRY_TLS_KEY ? { cert: readFileSync(config.FERRY_TLS_CERT), key: readFileSync(config.FERRY_TLS_KEY) } : undefined;
-    this.data = new DataServer(this.receiver.onStream, tls);
+    this.data = new DataServer(this.receiver.onStream, tls, this.receiver.onDuplex);
   }
 
   async start(): Promise<void> {

@@ -4,12 +4,19 @@
  * that is not ready yet (404) or refuses (401/409) answers before any byte of the stream is made;
  * TCP flow control gives backpressure end to end; the sha256 of the stream (and the sim memory
  * digest) travel as trailers, the target confirms them in its JSON answer. TLS when configured.
+ *
+ * A live migration between `xl` hosts needs both directions (xl's ready/go handshake): the source
+ * sends `GET /v1/streams/{migrationId}` with `Upgrade: ferry-xl-migrate` and the same token and
+ * attempt, and once those are checked the connection becomes a raw duplex byte stream (101). One
+ * connection keeps auth, TLS and the one-time token exactly as for the PUT, and TCP's flow control
+ * paces xl's pre-copy end to end; a second channel for the answers would need its own auth and
+ * could fail apart from the stream, which the handshake cannot tell from a refusal.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { STREAM_ATTEMPT_HEADER } from '@ferry/contracts';
+import { STREAM_ATTEMPT_HEADER, XL_MIGRATE_UPGRADE } from '@ferry/contracts';
 
 export const SHA256_TRAILER = 'x-ferry-sha256';
 export const DIGEST_TRAILER = 'x-ferry-memory-digest';
@@ -20,6 +27,8 @@ export interface TlsOptions {
 }
 
 export type StreamHandler = (migrationId: string, token: string, attempt: number | null, req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean) => void;
+
+export type DuplexHandler = (migrationId: string, token: string, attempt: number | null, socket: Duplex, refuse: (status: number, message: string) => void, accept: () => void) => void;
 
 export function json(res: http.ServerResponse, status: number, body: unknown, close = false): void {
   if (res.headersSent || res.writableEnded) return;
@@ -40,9 +49,12 @@ export function decodePathSegment(segment: string): string | null {
 /** The agent's data endpoint. Thin: routing and auth header parsing; the receiver service does the rest. */
 export class DataServer {
   private server: http.Server | null = null;
+  /** Upgraded connections: the HTTP server no longer tracks them, close() ends them itself. */
+  private readonly duplexes = new Set<Socket>();
   constructor(
     private readonly onStream: StreamHandler,
     private readonly tls?: TlsOptions,
+    private readonly onDuplex?: DuplexHandler,
   ) {}
 
   async listen(host: string, port: number): Promise<number> {
@@ -55,6 +67,7 @@ export class DataServer {
       socket.on('error', () => socket.destroy());
       socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head));
     server.requestTimeout = 0; // streams of any size at any (capped) rate
     server.keepAliveTimeout = 5000;
     this.server = server;
@@ -96,11 +109,40 @@ export class DataServer {
     this.onStream(migrationId, auth[1]!, attempt, req, res, expectContinue);
   }
 
+  /** `Upgrade: ferry-xl-migrate` on the stream route: auth as for the PUT, then a raw duplex stream. */
+  private upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): void {
+    const refuse = (status: number, message: string): void => {
+      const body = JSON.stringify({ statusCode: status, error: http.STATUS_CODES[status] ?? 'Error', message });
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    socket.on('error', () => undefined); // the handler owning the stream listens too
+    this.duplexes.add(socket);
+    socket.once('close', () => this.duplexes.delete(socket));
+    try {
+      const pathname = (req.url ?? '/').split('?')[0]!;
+      const m = /^\/v1\/streams\/([^/]+)$/.exec(pathname);
+      if (!m) return refuse(404, 'no such route');
+      if (req.method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== XL_MIGRATE_UPGRADE || !this.onDuplex) return refuse(400, `only Upgrade: ${XL_MIGRATE_UPGRADE} is served here`);
+      const migrationId = decodePathSegment(m[1]!);
+      if (migrationId === null) return refuse(400, 'malformed percent-encoding in the migration id');
+      const auth = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+      if (!auth) return refuse(401, 'missing bearer stream token');
+      const a = req.headers[STREAM_ATTEMPT_HEADER];
+      const attempt = typeof a === 'string' && /^\d{1,9}$/.test(a) ? Number(a) : null;
+      if (head.length) socket.unshift(head);
+      const accept = (): void => void socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${XL_MIGRATE_UPGRADE}\r\n\r\n`);
+      this.onDuplex(migrationId, auth[1]!, attempt, socket, refuse, accept);
+    } catch (e) {
+      refuse(500, e instanceof Error ? e.message.split('\n')[0]! : String(e));
+    }
+  }
+
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
     if (!s) return;
     s.closeAllConnections();
+    for (const d of this.duplexes) d.destroy();
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 }
@@ -228,4 +270,45 @@ export class StreamUpload {
     this.fail(reason);
     this.req.destroy(reason);
   }
+}
+
+/**
+ * Opens the duplex stream of an xl live migration (the `Upgrade` above). A 404/409 (target not ready
+ * yet) is retried until `deadline`; any other answer fails with UploadRefused.
+ */
+export async function openDuplex(opts: { url: string; token: string; attempt: number; deadline: number; ca?: string | Buffer; signal: AbortSignal }): Promise<Duplex> {
+  let delay = 50;
+  for (;;) {
+    opts.signal.throwIfAborted();
+    const r = await tryOpenDuplex(opts);
+    if (!(r instanceof UploadRefused)) return r;
+    if ((r.status !== 404 && r.status !== 409 && r.status !== 0) || Date.now() + delay > opts.deadline) throw r;
+    await new Promise((res) => setTimeout(res, delay));
+    delay = Math.min(delay * 2, 500);
+  }
+}
+
+function tryOpenDuplex(opts: { url: string; token: string; attempt: number; ca?: string | Buffer; signal: AbortSignal }): Promise<Duplex | UploadRefused> {
+  const u = new URL(opts.url);
+  const mod = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve) => {
+    const req = mod.request(u, {
+      method: 'GET',
+      headers: { connection: 'Upgrade', upgrade: XL_MIGRATE_UPGRADE, authorization: `Bearer ${opts.token}`, [STREAM_ATTEMPT_HEADER]: String(opts.attempt) },
+      agent: false,
+      ...(opts.ca ? { ca: opts.ca } : {}),
+    });
+    req.once('upgrade', (_res, socket, head) => {
+      if (head.length) socket.unshift(head);
+      resolve(socket);
+    });
+    req.once('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve(new UploadRefused(res.statusCode ?? 0, Buffer.concat(parts).toString('utf8'))));
+      res.on('error', (e) => resolve(new UploadRefused(0, e.message)));
+    });
+    req.once('error', (e) => resolve(new UploadRefused(0, e.message)));
+    req.end();
+  });
 }

@@ -2,6 +2,7 @@
  * The one hypervisor interface the agent's services use. Two implementations: `sim` (a simulated
  * Xen host, src/sim) and `xl` (a real dom0 through the xl toolstack, src/xl).
  */
+import type { Readable, Writable } from 'node:stream';
 import type { ByteOrder, GuestInventory, GuestRunState, HostCapacity, Toolstack, VmSpec } from '@ferry/contracts';
 
 /** Figures of one pre-copy round (live save). */
@@ -70,7 +71,29 @@ export interface RestoreResult {
   memoryDigest: string | null;
 }
 
+/** A running `xl migrate-receive`: its stdin takes the sender's bytes, its stdout gives its answers. */
+export interface MigrateInProcess {
+  stdin: Writable;
+  stdout: Readable;
+  /** Resolves when xl exits 0, rejects with its stderr otherwise. */
+  exit: Promise<void>;
+}
+
+/** Xen's own live migration (xl hosts): pre-copy by libxc while the guest runs. */
+export interface XenLiveMigration {
+  /**
+   * `xl migrate -s '' <vmId> '<transport>'`: xl runs the transport command with `sh -c` (with `env`
+   * added to its environment) and speaks the migration protocol over its stdin/stdout. Resolves when
+   * xl exits 0 (the target started the guest and xl destroyed it here).
+   */
+  migrateOut(vmId: string, transport: string, env: Record<string, string>, migration: { migrationId: string; attempt: number }): Promise<void>;
+  /** `xl migrate-receive -p`: builds the domain from its stdin, paused even after GO (the agent unpauses it). */
+  migrateIn(spec: VmSpec, migration: { migrationId: string; attempt: number }): Promise<MigrateInProcess>;
+}
+
 export interface HypervisorDriver {
+  /** Present on drivers that can live-migrate with the hypervisor's own protocol (xl). */
+  readonly xenLive?: XenLiveMigration;
   readonly kind: 'sim' | 'xl';
   /** Loads persisted state / probes the toolstack. No side effects in constructors. */
   start(): Promise<void>;

@@ -34,6 +34,13 @@ export const AGENT_DATA_API = {
   stream: (migrationId: string) => `/v1/streams/${encodeURIComponent(migrationId)}`,
 } as const;
 
+/**
+ * A live migration between two `xl` hosts upgrades the same stream endpoint (GET, same bearer token
+ * and attempt header, `Connection: Upgrade`, `Upgrade: <this>`) to a raw duplex byte stream after
+ * auth: `101 Switching Protocols`, then xl's migration protocol both ways (docs/jobs.md).
+ */
+export const XL_MIGRATE_UPGRADE = 'ferry-xl-migrate';
+
 export interface StreamReceiveResponse {
   committed: boolean;
   bytesReceived: number;

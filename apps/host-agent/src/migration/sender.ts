@@ -4,14 +4,17 @@
  * target under the bandwidth caps. The guest stays here (paused at most) until the target answers
  * that it committed; any failure or cancel before that unpauses it here.
  */
+import type { Duplex } from 'node:stream';
 import type { MigrateSendPayload, MigrateSendResult, StreamReceiveResponse } from '@ferry/contracts';
 import { AGENT_DATA_API } from '@ferry/contracts';
 import { WidthMismatchError, isCodecError, toWire } from '../codec';
 import { resolveMigration, sleep, type ControlPlaneApi, type Reporter } from '../control-plane';
-import { DIGEST_TRAILER, SHA256_TRAILER, StreamUpload, UploadRefused } from '../data-path';
-import type { HypervisorDriver, RoundStats } from '../driver';
+import { DIGEST_TRAILER, SHA256_TRAILER, StreamUpload, UploadRefused, openDuplex } from '../data-path';
+import { DriverError, type HypervisorDriver, type RoundStats, type XenLiveMigration } from '../driver';
 import { AgentFailure, CancelledError, type Operation } from '../operations';
 import { RateLimiter, Tap, throttle } from '../stream-utils';
+import { RoundTracker, V2Walker, XL_BANNER, XL_GO, XL_READY, expectMessage, v2StreamOf } from '../xl/migrate-protocol';
+import { TransportSocket, playCommittedTarget, relayReport, writeTo } from './xl-live';
 
 export interface SenderOptions {
   hostId: string;
@@ -34,6 +37,7 @@ export class MigrationSender {
   async send(p: MigrateSendPayload, op: Operation): Promise<MigrateSendResult & { sourceMemoryDigest: string | null }> {
     const spec = await this.driver.spec(p.vmId);
     if (!spec) throw new AgentFailure('VM_NOT_FOUND', `no guest '${p.vmId}' on this host`, false);
+    if (p.mode === 'live' && this.driver.xenLive && p.sourceFormat.format === 'v2') return this.sendXenLive(p, op, this.driver.xenLive, spec.memoryMiB * 1024 * 1024);
     const migration = { migrationId: p.migrationId, attempt: p.attempt };
     let phase: 'preparing' | 'precopy' | 'stop-copy' = 'preparing';
     let round = 0;
@@ -181,6 +185,189 @@ export class MigrationSender {
       clearInterval(ticker);
       op.signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Live migration with Xen's own pre-copy (xl hosts): `xl migrate` streams through this agent to the
+   * target agent; see ./xl-live.ts for who decides what. Progress comes from the records in flight:
+   * the pre-copy rounds (page batches restarting at a low pfn), the stop-copy (the round in flight
+   * when the first record after memory appears), and the downtime from there to the target's report.
+   */
+  private async sendXenLive(p: MigrateSendPayload, op: Operation, live: XenLiveMigration, memoryBytes: number): Promise<MigrateSendResult & { sourceMemoryDigest: null }> {
+    const migration = { migrationId: p.migrationId, attempt: p.attempt };
+    let phase: 'preparing' | 'precopy' | 'stop-copy' = 'preparing';
+    let expectedDowntimeMs: number | null = null;
+    const t0 = Date.now();
+    const tracker = new RoundTracker((done) => {
+      // libxc's next round (the stop-copy, if its policy stops here) sends what this one left dirty:
+      // at most this round's pages, at this round's rate, so at most this round's duration
+      expectedDowntimeMs = Math.max(0, done.endedAt - done.startedAt);
+      report();
+    });
+    const walker = new V2Walker({ onPageBatch: (b) => tracker.batch(b), onMemoryEnd: () => (tracker.memoryEnd(), (phase = 'stop-copy'), report()) });
+    const report = (): void => {
+      const round = Math.max(1, tracker.rounds.length);
+      const cur = tracker.rounds[tracker.rounds.length - 1];
+      const roundStart = walker.bytes - (cur?.bytes ?? 0);
+      const roundTotal = Math.max(round === 1 ? memoryBytes : (tracker.rounds[round - 2]?.bytes ?? 0), cur?.bytes ?? 0);
+      const elapsed = Math.max(1, Date.now() - t0);
+      const rate = (walker.bytes / elapsed) * 1000;
+      const bytesTotal = Math.max(walker.bytes, roundStart + roundTotal);
+      this.reporter.progress('migrate-send', p.migrationId, p.attempt, {
+        phase,
+        bytesDone: walker.bytes,
+        bytesTotal,
+        round,
+        roundBytesDone: cur?.bytes ?? 0,
+        roundBytesTotal: roundTotal,
+        dirtyRate: 0,
+        rate,
+        etaMs: rate > 0 ? Math.round(((bytesTotal - walker.bytes) / rate) * 1000) : null,
+        expectedDowntimeMs,
+        downtimeMs: null,
+      });
+    };
+    report();
+    const ticker = setInterval(report, 500);
+    await this.driver.setState(p.vmId, 'migrating-out', migration);
+    const sock = new TransportSocket();
+    let link: Duplex | null = null;
+    let xl: Duplex | null = null;
+    const onAbort = (): void => {
+      // before the stream is through, closing xl's transport makes it resume the guest; after, the
+      // control plane decides (below), so only the link goes
+      link?.destroy();
+      if (!walker.done) xl?.destroy();
+    };
+    op.signal.addEventListener('abort', onAbort, { once: true });
+    let xlExit: Promise<void> | null = null;
+    try {
+      link = await openDuplex({
+        url: p.target.dataUrl.replace(/\/+$/, '') + AGENT_DATA_API.stream(p.migrationId),
+        token: p.streamToken,
+        attempt: p.attempt,
+        deadline: Date.now() + this.opts.connectTimeoutMs,
+        signal: op.signal,
+        ...(this.opts.tlsCa ? { ca: this.opts.tlsCa } : {}),
+      }).catch((e: unknown) => {
+        if (op.cancelled) throw op.signal.reason;
+        throw e instanceof UploadRefused ? new AgentFailure(e.status === 404 || e.status === 0 ? 'TIMEOUT' : 'STREAM_ERROR', `cannot open the stream to ${p.target.hostId}: ${e.message}`, true) : e;
+      });
+      link.on('error', () => undefined); // surfaces as a failed read or write
+      await sock.listen();
+      xlExit = live.migrateOut(p.vmId, sock.command(), { FERRY_XL_TRANSPORT_TOKEN: sock.token }, migration);
+      xlExit.catch(() => undefined);
+      xl = await Promise.race([
+        sock.connected,
+        xlExit.then(
+          () => Promise.reject(new AgentFailure('TOOLSTACK_ERROR', 'xl migrate exited before running its transport', true)),
+          (e: unknown) => Promise.reject(e instanceof Error ? e : new Error(String(e))),
+        ),
+      ]);
+      xl.on('error', () => undefined);
+      op.check();
+      // the stream, while the guest runs (xl speaks only after the receiver's banner)
+      await writeTo(xl, await expectMessage(link, XL_BANNER, 'banner from the target'));
+      phase = 'precopy';
+      report();
+      const limiters = [p.bandwidthBytesPerSec ? new RateLimiter(p.bandwidthBytesPerSec) : null, this.opts.hostLimiter];
+      for await (const chunk of throttle(v2StreamOf(xl, walker), limiters, op.signal)) {
+        op.check();
+        await writeTo(link, chunk);
+      }
+    } catch (e) {
+      xl?.destroy();
+      link?.destroy();
+      clearInterval(ticker);
+      op.signal.removeEventListener('abort', onAbort);
+      await xlExit?.catch(() => undefined);
+      await sock.close();
+      await this.resumeAfterXl(p.vmId);
+      if (op.cancelled) throw op.signal.reason;
+      if (e instanceof AgentFailure || e instanceof DriverError) throw e; // DriverError: xl's own failure, with its stderr
+      throw new AgentFailure('STREAM_ERROR', `xl live migration to ${p.target.hostId} broke before the stream was through: ${(e as Error).message}`, true);
+    }
+    try {
+      // the whole stream is through: the guest is suspended here; READY means the target committed
+      phase = 'stop-copy';
+      report();
+      const pausedAt = tracker.pausedAt || Date.now();
+      let ready = false;
+      let lost: Error | null = null;
+      try {
+        await expectMessage(link, XL_READY, 'READY from the target');
+        ready = true;
+      } catch (e) {
+        lost = e as Error;
+      }
+      if (!ready) {
+        const d = await resolveMigration(this.cp, this.opts.hostId, p.migrationId, { attempt: p.attempt, reason: `source lost the xl migration to ${p.target.hostId} after the stream was through: ${lost?.message}` }, this.opts.closing ?? new AbortController().signal, (m) => this.opts.log?.(m));
+        if (d === 'abort') {
+          xl.destroy(); // xl migrate: no READY -> it resumes the guest
+          await xlExit.catch(() => undefined);
+          await this.resumeAfterXl(p.vmId);
+          if (op.cancelled) throw op.signal.reason;
+          throw new AgentFailure('STREAM_ERROR', `xl live migration to ${p.target.hostId} broke before the target's READY: ${lost?.message}`, true);
+        }
+      }
+      op.pastPointOfNoReturn = true;
+      let rc = 0;
+      let reportedAt = Date.now();
+      // xl's part from READY on: READY in, GO out, REPORT and status in; what the link no longer
+      // carries is played here (the target committed, so it starts the guest without our GO)
+      const handshake = { ready: false, go: false, reported: false };
+      try {
+        if (!ready) throw lost ?? new Error('no READY');
+        await writeTo(xl, XL_READY);
+        handshake.ready = true;
+        const go = await expectMessage(xl, XL_GO, 'GO from xl migrate');
+        handshake.go = true;
+        await writeTo(link, go);
+        rc = await relayReport(link, xl);
+        handshake.reported = true;
+        reportedAt = Date.now();
+      } catch (e) {
+        if (handshake.reported) throw e;
+        if (ready) this.opts.log?.(`migration ${p.migrationId}: link lost after the commit (${(e as Error).message}); finishing xl's handshake here`);
+        await playCommittedTarget(xl, handshake).catch(() => undefined);
+        reportedAt = Date.now();
+      }
+      const xlFailed = await xlExit.then(
+        () => null,
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      );
+      if (rc !== 0) {
+        this.opts.log?.(`migration ${p.migrationId}: the target could not start the committed guest (status ${rc}); xl resumed it here`);
+        await this.resumeAfterXl(p.vmId);
+        throw new AgentFailure('TOOLSTACK_ERROR', `the target could not start ${p.vmId} after the commit (status ${rc}); it runs on here`, false);
+      }
+      if (xlFailed) {
+        // Committed: the target owns the guest. xl failed on its side of the end game (a failed rename
+        // before GO makes it resume the domain; a failure after GO leaves it suspended as
+        // <name>--migratedaway): whatever copy it left here must not run.
+        this.opts.log?.(`migration ${p.migrationId}: xl migrate failed after the commit (${xlFailed.message}); destroying the copy it left here`);
+        for (const name of [p.vmId, `${p.vmId}--migratedaway`]) {
+          if (await this.driver.spec(name)) await this.driver.destroy(name);
+        }
+      }
+      await this.driver.setState(p.vmId, 'running', null);
+      return { migrationId: p.migrationId, bytesSent: walker.bytes, rounds: tracker.rounds.length, downtimeMs: reportedAt - pausedAt, outcome: 'handed-off', sourceMemoryDigest: null };
+    } finally {
+      clearInterval(ticker);
+      op.signal.removeEventListener('abort', onAbort);
+      link.destroy();
+      await sock.close();
+    }
+  }
+
+  /**
+   * After `xl migrate` failed: xl resumed the guest itself (or it never stopped, in pre-copy). Unpause
+   * it only if it is paused: Xen refuses to unpause a domain nobody paused.
+   */
+  private async resumeAfterXl(vmId: string): Promise<void> {
+    if (!(await this.driver.spec(vmId))) return;
+    await this.driver.setState(vmId, 'running', null);
+    if ((await this.driver.guests()).find((g) => g.vmId === vmId)?.state === 'paused') await this.driver.unpause(vmId);
   }
 
   /** Unpauses first, then drops the migration mark: a crash in between leaves the mark, and the restart settles it. */

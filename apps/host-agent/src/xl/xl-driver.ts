@@ -5,7 +5,9 @@
  *   pause / unpause / destroy           `xl pause|unpause|destroy <dom>`
  *   inventory                           `xl list -l` (JSON) + `xl list` (run state)
  *   toolstack                           `xl info` (xen_major/xen_minor); dom0 width from this process
- * `xl save` has no pre-copy, so `live` migrations run cold here (one round, paused from the start).
+ *   live migration  `xl migrate -s '' <dom> '<transport>'` / `xl migrate-receive -p` (xenLive; the
+ *                   agent carries the protocol between the two, src/migration/xl-live.ts)
+ * `xl save` has no pre-copy: suspends and cold migrations save paused from the start.
  * Memory digests are null (real guests' memory is not ours to hash).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -16,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Bitness, ByteOrder, GuestInventory, GuestRunState, GuestType, HostCapacity, Toolstack, VmSpec } from '@ferry/contracts';
-import { DriverError, type HypervisorDriver, type RestoreOptions, type RestoreResult, type SaveHandle, type SaveOptions, type SaveSummary } from '../driver';
+import { DriverError, type HypervisorDriver, type MigrateInProcess, type XenLiveMigration, type RestoreOptions, type RestoreResult, type SaveHandle, type SaveOptions, type SaveSummary } from '../driver';
 
 export interface XlDriverOptions {
   xlPath: string;
@@ -57,6 +59,24 @@ export class XlDriver implements HypervisorDriver {
   private readonly states = new Map<string, { state: GuestRunState; migration: { migrationId: string; attempt: number; committed?: boolean } | null }>();
 
   constructor(private readonly opts: XlDriverOptions) {}
+
+  readonly xenLive: XenLiveMigration = {
+    migrateOut: async (vmId, transport, env, migration) => {
+      this.states.set(vmId, { state: 'migrating-out', migration });
+      const child = spawn(this.opts.xlPath, ['migrate', '-s', '', vmId, transport], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+      // never killed: xl resumes the domain itself when its transport fails before GO
+      await this.exitOf(child, `xl migrate ${vmId}`);
+    },
+    migrateIn: async (spec, migration): Promise<MigrateInProcess> => {
+      if (await this.spec(spec.vmId)) throw new DriverError('TOOLSTACK_ERROR', `a domain '${spec.vmId}' exists already`);
+      const child = spawn(this.opts.xlPath, ['migrate-receive', '-p'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const exit = this.exitOf(child, 'xl migrate-receive');
+      exit.catch(() => undefined);
+      child.stdin!.on('error', () => undefined); // EPIPE when it exits: its exit status tells why
+      this.states.set(spec.vmId, { state: 'migrating-in', migration });
+      return { stdin: child.stdin!, stdout: child.stdout!, exit };
+    },
+  };
 
   private run(args: string[], timeoutMs = this.opts.commandTimeoutMs ?? 30_000): Promise<string> {
     return new Promise((resolve, reject) => {
