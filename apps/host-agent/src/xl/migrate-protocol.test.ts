@@ -36,6 +36,20 @@ describe('xl migration stream walker', () => {
     await expect(expectMessage(r, XL_GO, 'GO')).resolves.toEqual(XL_GO);
   });
 
+  it('skips a lying length by count, never allocating it', async () => {
+    const image = await xlMigrationImage();
+    const lying = Buffer.from(image.subarray(0, 48));
+    lying.writeUInt32LE(0xffffffff, 44); // optional data length: 4 GiB
+    const w = new V2Walker();
+    expect(w.feed(Buffer.concat([lying, Buffer.alloc(1 << 20)]))).toBe(48 + (1 << 20));
+    expect(w.done).toBe(false);
+    const r = new PassThrough();
+    r.end(Buffer.concat([lying, Buffer.alloc(4096)]));
+    await expect(async () => {
+      for await (const c of v2StreamOf(r, new V2Walker())) void c;
+    }).rejects.toThrow(XlProtocolError);
+  });
+
   it('refuses what is not an xl v2 migration stream, and a stream cut before END', async () => {
     expect(() => new V2Walker().feed(Buffer.alloc(64, 0x41))).toThrow(XlProtocolError);
     const image = await xlMigrationImage();
