@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
   type Toolstack,
 } from '@ferry/contracts';
-import { HandlerRegistry, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, agentRedisOptions, createRedisConnection, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import type { AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, resolveMigration, sleep, type ControlPlaneApi } from './control-plane';
@@ -120,7 +120,7 @@ export class HostAgent {
     // settle what a previous process left half-way before taking new jobs: a new attempt must not
     // find the old attempt's copy of its guest
     await this.recover();
-    this.redis = new Redis(this.config.REDIS_URL, { ...agentRedisOptions });
+    this.redis = createRedisConnection(this.config.REDIS_URL, { ...agentRedisOptions });
     this.worker = startHostWorker({
       hostId: this.hostId,
       registry: this.registry(),

@@ -1,7 +1,6 @@
-import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import IORedis from 'ioredis';
+import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { HostJobProducer } from '@ferry/queue';
+import { HostJobProducer, createRedisConnection, reapplyAgentAclUsers } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { AgentService } from './agent.service';
 import { CampaignsService } from './campaigns.service';
@@ -49,6 +48,19 @@ const services = [
   CheckpointsService,
 ];
 
+/**
+ * The control plane's Redis (one server or a sentinel set). Redis does not replicate ACL users, so on
+ * every (re)connection, a failover included, the node it reaches is given the agents' users again.
+ */
+function connectRedis(cfg: CpConfig): Redis {
+  const redis = createRedisConnection(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+  const log = new Logger('Redis');
+  redis.on('ready', () => {
+    reapplyAgentAclUsers(redis, cfg.FERRY_QUEUE_PREFIX).catch((e: unknown) => log.warn(`agent ACL users not restored: ${(e as Error).message}`));
+  });
+  return redis;
+}
+
 /** Shared by the HTTP app (main.ts) and the worker (worker.ts): config, Redis, repositories, services. */
 @Module({})
 export class CoreModule {
@@ -58,7 +70,7 @@ export class CoreModule {
       global: true,
       providers: [
         { provide: CP_CONFIG, useValue: cfg },
-        { provide: REDIS, useFactory: () => new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true }) },
+        { provide: REDIS, useFactory: () => connectRedis(cfg) },
         { provide: HostJobProducer, useFactory: (redis: Redis) => new HostJobProducer({ connection: redis, prefix: cfg.FERRY_QUEUE_PREFIX }), inject: [REDIS] },
         ...services,
         Closer,
