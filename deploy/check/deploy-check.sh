@@ -11,7 +11,8 @@
 #     POST /v1/hosts/{id}/agent-credentials) and store token, and the dashboard; each answers
 #     /healthz, and the agent registers with the control plane;
 #  4. every service that takes a secret refuses the manifests' placeholder, naming the variable;
-#  5. docker-compose.yml passes `docker-compose config`; every Kubernetes manifest passes the API
+#  5. the dom0 agent bundle (deploy/xl-agent) builds, installs, and its xl agent starts and registers;
+#  6. docker-compose.yml passes `docker-compose config`; every Kubernetes manifest passes the API
 #     schemas (deploy/check/validate-k8s.mjs).
 #
 # Needs root (podman, mount, chroot), podman, docker-compose, and Redis on REDIS_URL (default
@@ -48,7 +49,7 @@ cleanup() {
   done
   if command -v redis-cli >/dev/null; then
     redis-cli -u "$REDIS_URL" --scan --pattern "$RUN_ID*" 2>/dev/null | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
-    redis-cli -u "$REDIS_URL" acl deluser "$RUN_ID-agent-check-host" >/dev/null 2>&1 || true
+    redis-cli -u "$REDIS_URL" acl deluser "$RUN_ID-agent-check-host" "$RUN_ID-agent-check-dom0" >/dev/null 2>&1 || true
   fi
   rm -rf "$WORK"
 }
@@ -192,7 +193,42 @@ for _ in $(seq 100); do
 done
 [ "$state" = online ] && say "host-agent registered: check-host is online" || { tail -20 "$WORK/agent.log" >&2; fail "host-agent did not register (state '$state')"; }
 
-# --- 5. compose and Kubernetes ---------------------------------------------------------------
+# --- 5. the dom0 agent bundle ------------------------------------------------------------------
+# Built, installed under a scratch root as install.sh does on a dom0, its unit verified, and its
+# agent started from the installed tree with the xl driver (a scripted fake `xl` stands for Xen).
+t=$(date +%s)
+bundle=$(bash deploy/xl-agent/make-bundle.sh --out "$WORK/bundle" | tail -1 | cut -d' ' -f1)
+mkdir -p "$WORK/dom0" && tar -C "$WORK/dom0" -xzf "$bundle"
+ROOT="$WORK/root" sh "$WORK"/dom0/ferry-agent-*/install.sh >/dev/null
+installed="$WORK/root/opt/ferry/current"
+# The unit as installed, its paths pointed into the scratch root, so that systemd checks them too.
+sed "s#/opt/ferry/current#$installed#g" "$WORK/root/etc/systemd/system/ferry-agent.service" >"$WORK/ferry-agent.service"
+if systemd-analyze verify "$WORK/ferry-agent.service" >"$WORK/unit.log" 2>&1; then
+  say "xl agent bundle: $(basename "$bundle") ($(du -h "$bundle" | cut -f1)), installed, unit verified"
+else
+  cat "$WORK/unit.log" >&2
+  fail "ferry-agent.service does not verify"
+fi
+mkdir -p "$WORK/fake-xl" && echo '[]' >"$WORK/fake-xl/domains.json"
+cred=$(curl -fsS -X POST -H "authorization: Bearer $ADMIN" "http://127.0.0.1:$CP_PORT/v1/hosts/check-dom0/agent-credentials")
+XL_PORT=$(free_port)
+(cd "$installed/app" && exec env -i PATH=/usr/bin:/bin HOME=/tmp NODE_ENV=production FERRY_DRIVER=xl FERRY_XL_PATH="$REPO/apps/host-agent/test/fake-xl/xl" \
+  FAKE_XL_DIR="$WORK/fake-xl" FERRY_STATE_DIR="$WORK/dom0-state" FERRY_HOST_ID=check-dom0 FERRY_AGENT_TOKEN="$(field token)" \
+  REDIS_URL="redis://$(field redisUser):$(field redisPassword)@$redis_host" FERRY_QUEUE_PREFIX="$RUN_ID" FERRY_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
+  FERRY_DATA_HOST=127.0.0.1 FERRY_DATA_PORT="$XL_PORT" FERRY_STORE_TOKEN="$AGENT_STORE_TOKEN" \
+  "$installed/node/bin/node" apps/cli/bin/ferry.js serve host-agent) >"$WORK/xl-agent.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$XL_PORT/healthz" 60 "$!" "$WORK/xl-agent.log" || fail "the installed xl agent does not answer /healthz"
+state=
+for _ in $(seq 100); do
+  state=$(curl -fsS -H "authorization: Bearer $ADMIN" "http://127.0.0.1:$CP_PORT/v1/hosts/check-dom0" 2>/dev/null | node -e 'let t="";process.stdin.on("data",d=>t+=d).on("end",()=>{try{const h=JSON.parse(t);process.stdout.write(h.state+" "+h.toolstack.xenVersion)}catch{}})' || true)
+  [ "$state" = "online 4.17" ] && break
+  sleep 0.2
+done
+[ "$state" = "online 4.17" ] && say "xl agent from the installed bundle registered: check-dom0 online, Xen 4.17 (from xl info) in $(($(date +%s) - t)) s" \
+  || { tail -20 "$WORK/xl-agent.log" >&2; fail "the installed xl agent did not register (got '$state')"; }
+
+# --- 6. compose and Kubernetes ---------------------------------------------------------------
 compose_env=$WORK/compose.env
 bash deploy/compose/make-env.sh >"$compose_env"
 if docker-compose --env-file "$compose_env" -f docker-compose.yml config -q 2>"$WORK/compose.err"; then
