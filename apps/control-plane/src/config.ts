@@ -22,7 +22,7 @@ const tokenList = z
 export const configSchema = z.object({
   PORT: env.port(8080),
   HOST: z.string().default('0.0.0.0'),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_URL: env.redisUrl().default('redis://127.0.0.1:6379'),
   FERRY_ADMIN_TOKEN: z.string().min(8, 'must be at least 8 characters'),
   /** Extra API tokens: "viewer:tok1,operator:tok2". */
   FERRY_API_TOKENS: tokenList,

@@ -6,7 +6,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Worker } from 'bullmq';
-import IORedis from 'ioredis';
+import type IORedis from 'ioredis';
 import { deriveAgentToken } from '@ferry/config';
 import {
   AGENT_API,
@@ -20,7 +20,7 @@ import {
   type Toolstack,
   type VmSpec,
 } from '@ferry/contracts';
-import { HandlerRegistry, startHostWorker, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, agentRedisOptions, createRedisConnection, startHostWorker, type HostJobHandler } from '@ferry/queue';
 import { encodeV2, synthStream } from '@ferry/stream-codec';
 
 export interface FakeGuest extends VmSpec {
@@ -360,7 +360,8 @@ export class FakeAgent {
   async start(): Promise<this> {
     network.set(this.dataUrl, this);
     await this.register();
-    this.conn = new IORedis(this.o.redisUrl, { maxRetriesPerRequest: null });
+    // Either REDIS_URL form (a sentinel set too), and an agent's own ACL user works as the default user does.
+    this.conn = createRedisConnection(this.o.redisUrl, { ...agentRedisOptions });
     const registry = HandlerRegistry.from(this.handlers());
     registry.assertComplete(HOST_JOB_NAMES);
     this.worker = startHostWorker({ hostId: this.hostId, registry, connection: this.conn, prefix: this.o.queuePrefix, concurrency: 8 });

@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
   type Toolstack,
 } from '@ferry/contracts';
-import { HandlerRegistry, RedisStateLog, activeHostJobs, agentRedisOptions, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
+import { HandlerRegistry, RedisStateLog, activeHostJobs, agentRedisOptions, createRedisConnection, startHostWorker, type HandlerContext, type HostJobHandler } from '@ferry/queue';
 import { WidthMismatchError, isCodecError } from './codec';
 import { agentHostname, type AgentConfig } from './config';
 import { ControlPlaneError, HttpControlPlane, Reporter, resolveMigration, sleep, type ControlPlaneApi } from './control-plane';
@@ -119,7 +119,7 @@ export class HostAgent {
     this.scheduleHeartbeat();
     // The client and the worker's own connection report their errors as one line per change of reachability.
     const redisState = new RedisStateLog(`host-agent ${this.hostId}`, this.log);
-    this.redis = redisState.watch(new Redis(this.config.REDIS_URL, { ...agentRedisOptions }));
+    this.redis = redisState.watch(createRedisConnection(this.config.REDIS_URL, { ...agentRedisOptions }));
     const prefix = this.config.FERRY_QUEUE_PREFIX ?? reg.queuePrefix;
     // settle what a previous process left half-way before taking new jobs: a new attempt must not
     // find the old attempt's copy of its guest

@@ -95,7 +95,7 @@ const schema = z
     FERRY_HOST_ID: z.string().regex(HOST_ID_PATTERN, 'must match [A-Za-z0-9_.-]{1,64}'),
     FERRY_CONTROL_PLANE_URL: env.url(),
     FERRY_AGENT_TOKEN: z.string().min(8, 'must be the agent token (fa1.{hostId}.{mac})'),
-    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+    REDIS_URL: env.redisUrl(),
     FERRY_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Za-z0-9_.-').optional(),
     FERRY_DRIVER: z.enum(['sim', 'xl']).default('sim'),
     /** The hostname the agent registers with. Default: the machine's for xl; the host id for sim hosts, which share one machine. */

@@ -8,6 +8,9 @@
  *  - Every queue lives under a BullMQ `prefix` so each test (or deployment) owns its keys.
  */
 import { Queue, Worker, UnrecoverableError, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
+import { createHash } from 'node:crypto';
+import IORedis, { type RedisOptions } from 'ioredis';
+import { parseRedisUrl, type RedisEndpoint } from '@ferry/config';
 import {
   DEFAULT_QUEUE_PREFIX,
   HOST_ID_PATTERN,
@@ -282,13 +285,114 @@ export function agentAclRules(hostId: string, prefix = DEFAULT_QUEUE_PREFIX): st
  */
 export const agentRedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: false, disableClientInfo: true } as const;
 
-/** Creates/updates an agent's Redis ACL user. `redis` is an ioredis client with ACL rights. */
-export async function provisionAgentAclUser(
-  redis: { call(...args: string[]): Promise<unknown> },
-  user: string,
-  password: string,
-  hostId: string,
-  prefix = DEFAULT_QUEUE_PREFIX,
-): Promise<void> {
-  await redis.call('ACL', 'SETUSER', user, 'reset', 'on', `>${password}`, ...agentAclRules(hostId, prefix));
+/**
+ * An ioredis client for REDIS_URL in either form (`redis://` or `redis+sentinel://`, see
+ * @ferry/config parseRedisUrl). With sentinels it finds the primary through them and, after a
+ * failover, reconnects to the new one (ioredis's sentinel support; BullMQ works over it unchanged).
+ */
+export function createRedisConnection(url: string, options: RedisOptions = {}): IORedis {
+  const t = parseRedisUrl(url);
+  if (t.kind === 'standalone') return new IORedis(t.url, options);
+  return new IORedis({
+    ...options,
+    sentinels: t.sentinels,
+    name: t.name,
+    db: t.db,
+    // Also listen for the sentinels' +switch-master, so a primary that is cut off (not closed) is left too.
+    failoverDetector: true,
+    ...(t.username ? { username: t.username } : {}),
+    ...(t.password ? { password: t.password } : {}),
+    ...(t.sentinelUsername ? { sentinelUsername: t.sentinelUsername } : {}),
+    ...(t.sentinelPassword ? { sentinelPassword: t.sentinelPassword } : {}),
+    ...(t.tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+  });
+}
+
+/** The hash (under the queue prefix) that records every agent ACL user, so any data node can be given them again. */
+export function agentAclRegistryKey(prefix = DEFAULT_QUEUE_PREFIX): string {
+  return `${prefix}:agent-acl-users`;
+}
+
+type AclClient = { call(...args: string[]): Promise<unknown> };
+
+async function setAclUser(redis: AclClient, user: string, passwordHash: string, hostId: string, prefix: string): Promise<void> {
+  await redis.call('ACL', 'SETUSER', user, 'reset', 'on', `#${passwordHash}`, ...agentAclRules(hostId, prefix));
+}
+
+/**
+ * The data nodes a sentinel set watches (its primary and replicas) other than the one `redis` is
+ * connected to, or none for a single server. Redis does not replicate ACL users, so each node must
+ * be given them: an agent that reconnects to a promoted replica then finds its user there.
+ */
+async function otherDataNodes(redis: IORedis): Promise<RedisEndpoint[]> {
+  const o = redis.options;
+  if (!o.sentinels?.length || !o.name) return [];
+  const sentinel = new IORedis({
+    ...o.sentinels[0]!,
+    ...(o.sentinelUsername ? { username: o.sentinelUsername } : {}),
+    ...(o.sentinelPassword ? { password: o.sentinelPassword } : {}),
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+  });
+  try {
+    await sentinel.connect();
+    const replicas = (await sentinel.call('SENTINEL', 'REPLICAS', o.name)) as string[][];
+    return replicas
+      .map((flat) => Object.fromEntries(flat.flatMap((_, i) => (i % 2 ? [] : [[flat[i], flat[i + 1]]]))) as Record<string, string>)
+      .filter((r) => !/s_down|o_down|disconnected/.test(r.flags ?? ''))
+      .map((r) => ({ host: r.ip!, port: Number(r.port) }));
+  } finally {
+    sentinel.disconnect();
+  }
+}
+
+/**
+ * Creates/updates an agent's Redis ACL user on every data node, and records it (its password only as
+ * the SHA-256 Redis keeps anyway) so `reapplyAgentAclUsers` can restore it on a node that lacks it.
+ * `redis` is a client with ACL rights, made by createRedisConnection.
+ */
+export async function provisionAgentAclUser(redis: IORedis, user: string, password: string, hostId: string, prefix = DEFAULT_QUEUE_PREFIX): Promise<void> {
+  const hash = createHash('sha256').update(password).digest('hex');
+  await setAclUser(redis, user, hash, hostId, prefix);
+  await redis.hset(agentAclRegistryKey(prefix), user, JSON.stringify({ hostId, hash }));
+  await forEachOtherNode(redis, (node) => setAclUser(node, user, hash, hostId, prefix));
+}
+
+/**
+ * Gives the node `redis` is connected to (and, with sentinels, its replicas) every recorded agent
+ * user. Run on each `ready` of the control plane's connection: after a failover the new primary has
+ * the records (they are replicated data) but not necessarily the users (ACLs are not replicated).
+ */
+export async function reapplyAgentAclUsers(redis: IORedis, prefix = DEFAULT_QUEUE_PREFIX): Promise<number> {
+  const records = Object.entries(await redis.hgetall(agentAclRegistryKey(prefix))).map(([user, json]) => ({ user, ...(JSON.parse(json) as { hostId: string; hash: string }) }));
+  const apply = async (node: AclClient): Promise<void> => {
+    for (const r of records) await setAclUser(node, r.user, r.hash, r.hostId, prefix);
+  };
+  await apply(redis);
+  await forEachOtherNode(redis, apply);
+  return records.length;
+}
+
+async function forEachOtherNode(redis: IORedis, fn: (node: IORedis) => Promise<void>): Promise<void> {
+  const o = redis.options;
+  for (const ep of await otherDataNodes(redis)) {
+    const node = new IORedis({
+      ...ep,
+      ...(o.username ? { username: o.username } : {}),
+      ...(o.password ? { password: o.password } : {}),
+      ...(o.tls ? { tls: o.tls } : {}),
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+    });
+    try {
+      await node.connect();
+      await fn(node);
+    } catch {
+      // A node that cannot be reached now gets the users when it next serves as primary (reapplyAgentAclUsers).
+    } finally {
+      node.disconnect();
+    }
+  }
 }

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { deriveAgentToken, missingNodeFlags } from '@ferry/config';
+import { deriveAgentToken, missingNodeFlags, refusePlaceholderSecrets } from '@ferry/config';
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** bin/lifeline.js: a child started with an IPC channel stops when that channel closes (its parent is gone). */
@@ -93,6 +93,13 @@ export async function run(argv: string[]): Promise<number> {
   if (!['http', 'worker', 'all'].includes(values.role ?? 'all')) {
     process.stderr.write(`ferry serve: --role must be http, worker or all\n`);
     return 2;
+  }
+  // The example values of the deployment files are refused by every service in the same words.
+  try {
+    refusePlaceholderSecrets(process.env);
+  } catch (e) {
+    process.stderr.write(`ferry serve ${name}: ${(e as Error).message}\n`);
+    return 1;
   }
   if (name === 'suspend-store' || name === 'host-agent') {
     let flags: string[];

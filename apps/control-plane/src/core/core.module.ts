@@ -1,7 +1,6 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import IORedis from 'ioredis';
 import type Redis from 'ioredis';
-import { HostJobProducer, RedisStateLog } from '@ferry/queue';
+import { HostJobProducer, RedisStateLog, createRedisConnection, reapplyAgentAclUsers } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { AgentService } from './agent.service';
 import { CampaignsService } from './campaigns.service';
@@ -49,6 +48,19 @@ const services = [
   CheckpointsService,
 ];
 
+/**
+ * The control plane's Redis (one server or a sentinel set). Redis does not replicate ACL users, so on
+ * every (re)connection, a failover included, the node it reaches is given the agents' users again.
+ */
+function connectRedis(cfg: CpConfig): Redis {
+  const redis = createRedisConnection(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+  const log = new Logger('Redis');
+  redis.on('ready', () => {
+    reapplyAgentAclUsers(redis, cfg.FERRY_QUEUE_PREFIX).catch((e: unknown) => log.warn(`agent ACL users not restored: ${(e as Error).message}`));
+  });
+  return redis;
+}
+
 /** Shared by the HTTP app (main.ts) and the worker (worker.ts): config, Redis, repositories, services. */
 @Module({})
 export class CoreModule {
@@ -62,7 +74,7 @@ export class CoreModule {
         { provide: RedisStateLog, useFactory: () => new RedisStateLog('control plane', (line) => new Logger('Redis').warn(line)) },
         {
           provide: REDIS,
-          useFactory: (state: RedisStateLog) => state.watch(new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true })),
+          useFactory: (state: RedisStateLog) => state.watch(connectRedis(cfg)),
           inject: [RedisStateLog],
         },
         {
