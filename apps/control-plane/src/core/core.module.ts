@@ -3,6 +3,7 @@ import IORedis from 'ioredis';
 import type Redis from 'ioredis';
 import { HostJobProducer, RedisStateLog } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
+import { defineScripts } from '../redis/scripts';
 import { AgentService } from './agent.service';
 import { CampaignsService } from './campaigns.service';
 import { CheckpointsRepository } from './checkpoints.repo';
@@ -62,7 +63,7 @@ export class CoreModule {
         { provide: RedisStateLog, useFactory: () => new RedisStateLog('control plane', (line) => new Logger('Redis').warn(line)) },
         {
           provide: REDIS,
-          useFactory: (state: RedisStateLog) => state.watch(new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true })),
+          useFactory: (state: RedisStateLog) => state.watch(defineScripts(new IORedis(cfg.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: true }))),
           inject: [RedisStateLog],
         },
         {
