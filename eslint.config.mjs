@@ -4,6 +4,13 @@
 import nx from '@nx/eslint-plugin';
 import tseslint from 'typescript-eslint';
 
+// A package is used through its declared entry points (package.json "exports"), never by reaching
+// into its src/: not `@ferry/<pkg>/src/...`, not a relative path into another project's src/.
+const deepImports = {
+  group: ['@ferry/*/src', '@ferry/*/src/**', '**/libs/*/src', '**/libs/*/src/**', '**/apps/*/src', '**/apps/*/src/**'],
+  message: "Import the package's entry point (@ferry/<pkg> or a subpath it exports), not its src/.",
+};
+
 export default [
   { ignores: ['**/node_modules/**', '**/dist/**', '**/.nx/**', 'test-artifacts/**', 'apps/dashboard/dist/**', '**/*.js', '**/*.mjs', '**/*.cjs'] },
   ...tseslint.configs.recommended,
@@ -16,6 +23,7 @@ export default [
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
+      'no-restricted-imports': ['error', { patterns: [deepImports] }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@nx/enforce-module-boundaries': [
         'error',
@@ -53,7 +61,7 @@ export default [
     files: ['{apps,libs}/*/src/**/*.ts'],
     ignores: ['**/*.test.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['@ferry/testing', '@ferry/testing/*'], message: '@ferry/testing is for tests only.' }] }],
+      'no-restricted-imports': ['error', { patterns: [deepImports, { group: ['@ferry/testing', '@ferry/testing/*'], message: '@ferry/testing is for tests only.' }] }],
     },
   },
   {

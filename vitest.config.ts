@@ -20,6 +20,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     allowOnly: false,
-    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-artifacts/vitest.json' }]] : ['default'],
+    reporters: process.env.CI ? ['default', ['json', { outputFile: process.env.FERRY_TEST_REPORT ?? 'test-artifacts/vitest.json' }]] : ['default'],
   },
 });

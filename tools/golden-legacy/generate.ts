@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeLegacy } from '../../libs/stream-codec/src/index';
+import { writeLegacy } from '@ferry/stream-codec';
 import { goldenCases } from '../../libs/stream-codec/test/legacy/matrix';
 
 const root = path.resolve(__dirname, '..', '..');

@@ -19,8 +19,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ingestToV2, verifyStream } from '@ferry/stream-codec';
 import type { VmSpec } from '@ferry/contracts';
-import { XlDriver } from '../../apps/host-agent/src/xl/xl-driver';
-import { fromWire, toWire, verifyWire } from '../../apps/host-agent/src/codec';
+import { XlDriver, fromWire, toWire, verifyWire } from '@ferry/host-agent';
 
 const argv = process.argv.slice(2);
 const flag = (n: string): boolean => argv.includes(`--${n}`);

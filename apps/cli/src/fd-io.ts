@@ -9,8 +9,8 @@
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
-import { alignedBytes } from '@ferry/stream-codec/src/node';
-import type { StreamReader } from '@ferry/stream-codec/src/reader';
+import type { StreamReader } from '@ferry/stream-codec/legacy';
+import { alignedBytes } from '@ferry/stream-codec/node';
 import type { FdCopy } from './native';
 
 /** optparse accepts any unique prefix of a long option (libxl passes --guest for --guest-type). */

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { VmSpec } from '@ferry/contracts';
-import { cpuSeconds } from '@ferry/testing/src/proc';
+import { cpuSeconds } from '@ferry/testing';
 import { Coordinator, spawnAgent, type AgentProcess } from '../test/coordinator';
 
 function arg(name: string, def: string): string {

@@ -30,3 +30,4 @@ export { loadAgentConfig, parseGuests, parseToolstack, type AgentConfig } from '
 export type { HypervisorDriver } from './driver';
 export { SimDriver } from './sim/sim-driver';
 export { XlDriver } from './xl/xl-driver';
+export { fromWire, toWire, verifyWire } from './codec';

@@ -20,8 +20,7 @@ import type { Readable } from 'node:stream';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { dataPathNodeFlags } from '@ferry/config';
 import { encodeV2, synthStream } from '@ferry/stream-codec';
-import { cpuSeconds } from '@ferry/testing/src/proc';
-import { s3ConfigFromEnv, s3StoreEnv, uniqueBucket } from '@ferry/testing/src/s3';
+import { cpuSeconds, s3ConfigFromEnv, s3StoreEnv, uniqueBucket } from '@ferry/testing';
 import { dropBucket, s3Client } from '../test/helpers';
 
 const ROOT = path.resolve(__dirname, '../../..');

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getS3Config, s3StoreEnv, uniqueBucket, type S3TestConfig } from '@ferry/testing/src/s3';
+import { getS3Config, s3StoreEnv, uniqueBucket, type S3TestConfig } from '@ferry/testing';
 import { RetentionService } from '../src/checkpoints/retention.service';
 import { ADMIN, dropBucket, objectsUnder, s3Client, startStore, tempDir, v2Image } from './helpers';
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import * as codec from '@ferry/stream-codec';
-import type { S3TestConfig } from '@ferry/testing/src/s3';
+import type { S3TestConfig } from '@ferry/testing';
 import { startSuspendStore, type RunningStore } from '../src/index';
 import { OBJECT_BACKEND, type ObjectBackend } from '../src/backends/backend';
 

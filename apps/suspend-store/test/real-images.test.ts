@@ -2,8 +2,7 @@ import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getS3Config, s3StoreEnv, uniqueBucket } from '@ferry/testing/src/s3';
-import { openRealXenImage, REAL_XEN_IMAGES, type RealXenImage } from '@ferry/testing/src/real-xen';
+import { getS3Config, openRealXenImage, REAL_XEN_IMAGES, s3StoreEnv, uniqueBucket, type RealXenImage } from '@ferry/testing';
 import { dropBucket, startStore, tempDir, type TestStore } from './helpers';
 
 /**

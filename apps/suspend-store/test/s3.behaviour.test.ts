@@ -1,4 +1,4 @@
-import { getS3Config, s3StoreEnv, s3Unavailable, uniqueBucket } from '@ferry/testing/src/s3';
+import { getS3Config, s3StoreEnv, s3Unavailable, uniqueBucket } from '@ferry/testing';
 import { behaviourSuite } from './behaviour';
 import { dropBucket } from './helpers';
 

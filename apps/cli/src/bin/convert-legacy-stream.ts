@@ -8,10 +8,8 @@
  */
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-// Deep imports: only the legacy converter's modules load (startup time of a helper libxl spawns).
-import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
-import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
-import { StreamReader } from '@ferry/stream-codec/src/reader';
+// The legacy entry point: only the converter's modules load (startup time of a helper libxl spawns).
+import { StreamReader, UnsupportedStreamError, convertLegacy, isStreamCodecError } from '@ferry/stream-codec/legacy';
 import { FdSink, OutputFile, PooledInput, expandLongOptions, openInputFd } from '../fd-io';
 import { loadFdCopy } from '../native';
 

@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { isStreamCodecError, verifyV2 } from '@ferry/stream-codec';
-import { pooledFileChunks } from '@ferry/stream-codec/src/node';
+import { pooledFileChunks } from '@ferry/stream-codec/node';
 import { openInput } from '../io';
 
 const USAGE = `Usage: verify-stream-v2 [options]

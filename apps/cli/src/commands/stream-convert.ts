@@ -4,12 +4,8 @@
  * lives in ../fd-io (shared with convert-legacy-stream).
  */
 import { parseArgs } from 'node:util';
-import { UnsupportedStreamError, isStreamCodecError } from '@ferry/stream-codec/src/errors';
-import { convertLegacy } from '@ferry/stream-codec/src/legacy/convert';
-import { StreamReader } from '@ferry/stream-codec/src/reader';
-import { legacyFromV2, pvXsaveSize } from '@ferry/stream-codec/src/downconvert';
-import { readerRemainder, sniffV2 } from '@ferry/stream-codec/src/ingest';
-import { fileChunks } from '@ferry/stream-codec/src/node';
+import { StreamReader, UnsupportedStreamError, convertLegacy, isStreamCodecError, legacyFromV2, pvXsaveSize, readerRemainder, sniffV2 } from '@ferry/stream-codec';
+import { fileChunks } from '@ferry/stream-codec/node';
 import { OutputFile, writeToFd } from '../fd-io';
 import { Progress, openInput } from '../io';
 

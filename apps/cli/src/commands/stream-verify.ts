@@ -4,7 +4,7 @@
  * 1 invalid stream, 2 usage or internal error. --json prints the facts.
  */
 import { isStreamCodecError, verifyV2, type V2Facts } from '@ferry/stream-codec';
-import { pooledFileChunks } from '@ferry/stream-codec/src/node';
+import { pooledFileChunks } from '@ferry/stream-codec/node';
 import { Progress } from '../io';
 import { parseStreamCommand } from './stream-args';
 

@@ -28,30 +28,6 @@ export interface StoredCheckpoint {
   deleting: boolean;
 }
 
-/**
- * Pins a checkpoint for a resume unless a delete has begun. KEYS[1] = record; ARGV[1] = operation id.
- * -> 1 pinned, 0 being deleted, -1 no such checkpoint.
- */
-const PIN = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'deleting') == '1' then return 0 end
-redis.call('HSET', KEYS[1], 'pinnedBy', ARGV[1])
-return 1
-`;
-
-/**
- * Marks a checkpoint as being deleted if no resume pinned it since the caller looked.
- * KEYS[1] = record; ARGV[1] = the pinnedBy the caller saw ('' for none).
- * -> 1 marked, 0 pinned meanwhile or already being deleted, -1 no such checkpoint.
- */
-const MARK_DELETING = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'deleting') == '1' then return 0 end
-if (redis.call('HGET', KEYS[1], 'pinnedBy') or '') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'deleting', '1')
-return 1
-`;
-
 function toStored(h: Record<string, string>): StoredCheckpoint | null {
   const rec = parseJson<CheckpointRecord | null>(h.doc, null);
   if (!rec) return null;
@@ -106,17 +82,17 @@ export class CheckpointsRepository {
   }
 
   async pin(id: string, opId: string): Promise<'pinned' | 'deleting' | 'missing'> {
-    const r = (await this.redis.eval(PIN, 1, this.k.ckpt(id), opId)) as number;
+    const r = await this.redis.pinCheckpoint(this.k.ckpt(id), opId);
     return r === 1 ? 'pinned' : r === 0 ? 'deleting' : 'missing';
   }
 
   async markDeleting(id: string, sawPinnedBy: string | null): Promise<'marked' | 'changed' | 'missing'> {
-    const r = (await this.redis.eval(MARK_DELETING, 1, this.k.ckpt(id), sawPinnedBy ?? '')) as number;
+    const r = await this.redis.markCheckpointDeleting(this.k.ckpt(id), sawPinnedBy ?? '');
     return r === 1 ? 'marked' : r === 0 ? 'changed' : 'missing';
   }
 
   async unmarkDeleting(id: string): Promise<void> {
-    await this.redis.eval(`if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'deleting', '') end return 0`, 1, this.k.ckpt(id));
+    await this.redis.unmarkCheckpointDeleting(this.k.ckpt(id));
   }
 
   async remove(id: string, vmId: string): Promise<void> {

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicat
 import type Redis from 'ioredis';
 import { HostJobProducer, RedisStateLog, createRedisConnection, reapplyAgentAclUsers } from '@ferry/queue';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
+import { defineScripts } from '../redis/scripts';
 import { AgentService } from './agent.service';
 import { CampaignsService } from './campaigns.service';
 import { CheckpointsRepository } from './checkpoints.repo';
@@ -74,7 +75,7 @@ export class CoreModule {
         { provide: RedisStateLog, useFactory: () => new RedisStateLog('control plane', (line) => new Logger('Redis').warn(line)) },
         {
           provide: REDIS,
-          useFactory: (state: RedisStateLog) => state.watch(connectRedis(cfg)),
+          useFactory: (state: RedisStateLog) => state.watch(defineScripts(connectRedis(cfg))),
           inject: [RedisStateLog],
         },
         {

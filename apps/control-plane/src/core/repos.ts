@@ -24,7 +24,7 @@ import {
   type VmState,
 } from '@ferry/contracts';
 import { CP_CONFIG, REDIS, type CpConfig } from '../config';
-import { CAS_HSET, Keys, MIG_TRANSITION, nowIso, parseJson } from './redis';
+import { Keys, nowIso, parseJson } from './redis';
 
 export const INFLIGHT_PHASES: MigrationPhase[] = ['dispatched', 'preparing', 'precopy', 'stop-copy', 'verifying', 'committing'];
 export const PRE_PONR_ACTIVE: MigrationPhase[] = ['queued', 'dispatched', 'preparing', 'precopy', 'stop-copy', 'verifying'];
@@ -203,21 +203,10 @@ export class VmsRepository {
   }
   /** Sets activeOp only if free (or already ours). */
   async claim(id: string, opId: string): Promise<boolean> {
-    const r = (await this.redis.eval(
-      `local c = redis.call('HGET', KEYS[1], 'activeOp'); if c == false or c == '' or c == ARGV[1] then redis.call('HSET', KEYS[1], 'activeOp', ARGV[1]); return 1 end; return 0`,
-      1,
-      this.k.vm(id),
-      opId,
-    )) as number;
-    return r === 1;
+    return (await this.redis.claimActiveOp(this.k.vm(id), opId)) === 1;
   }
   async release(id: string, opId: string): Promise<void> {
-    await this.redis.eval(
-      `if redis.call('HGET', KEYS[1], 'activeOp') == ARGV[1] then redis.call('HSET', KEYS[1], 'activeOp', '') end return 0`,
-      1,
-      this.k.vm(id),
-      opId,
-    );
+    await this.redis.releaseActiveOp(this.k.vm(id), opId);
   }
 }
 
@@ -354,9 +343,7 @@ export class MigrationsRepository {
     opts: { conds?: Record<string, string>; pendingScore?: number } = {},
   ): Promise<{ ok: boolean; phase: MigrationPhase | null }> {
     const conds = Object.entries(opts.conds ?? {}).flat();
-    const res = (await this.redis.eval(
-      MIG_TRANSITION,
-      1,
+    const res = await this.redis.migTransition(
       this.k.mig(id),
       this.k.p,
       id,
@@ -367,8 +354,8 @@ export class MigrationsRepository {
       String(conds.length / 2),
       ...conds,
       ...flat({ updatedAt: nowIso(), ...sets }),
-    )) as [number, string | null];
-    return { ok: res[0] === 1, phase: (res[1] as MigrationPhase) ?? null };
+    );
+    return { ok: res[0] === 1, phase: (res[1] as MigrationPhase | null) ?? null };
   }
 
   async update(id: string, sets: Fields): Promise<void> {
@@ -537,7 +524,7 @@ export class OperationsRepository {
   }
   /** CAS on state. */
   async transition(id: string, from: readonly OperationState[], sets: Fields & { state?: OperationState }): Promise<boolean> {
-    const res = (await this.redis.eval(CAS_HSET, 1, this.k.op(id), 'state', from.join(','), '0', ...flat({ updatedAt: nowIso(), ...sets }))) as [number, string];
+    const res = await this.redis.casHset(this.k.op(id), 'state', from.join(','), '0', ...flat({ updatedAt: nowIso(), ...sets }));
     if (res[0] === 1 && sets.state && ['completed', 'failed', 'cancelled'].includes(sets.state)) await this.redis.srem(this.k.opsActive(), id);
     return res[0] === 1;
   }
