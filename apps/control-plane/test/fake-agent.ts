@@ -66,6 +66,8 @@ export class FakeAgent {
   pauseBeforeCommit: Promise<void> | null = null;
   /** One-shot: after the commit was granted, hold (guest paused, nothing reported) until it resolves, as a target that died there and came back. */
   holdAfterCommit: Promise<void> | null = null;
+  /** One-shot: the guest runs after the commit, but the completed report waits until this resolves (a report delivered late). */
+  delayCompletedReport: Promise<void> | null = null;
   failSend: { code: 'STREAM_ERROR'; retryable: boolean } | null = null;
   readonly jobsSeen: string[] = [];
   private readonly cancelled = new Set<string>();
@@ -187,6 +189,9 @@ export class FakeAgent {
           this.holdAfterCommit = null;
           if (hold) await hold;
           this.guests.set(g.vmId, { ...g, state: 'running' });
+          const late = this.delayCompletedReport;
+          this.delayCompletedReport = null;
+          if (late) await late;
           const result: HostJobResults['migrate-receive'] = { migrationId: p.migrationId, bytesReceived: g.memoryMiB * 1048576, memoryDigest: digest(g.memory), outcome: 'running-on-target' };
           await this.report({ type: 'completed', operationId: p.migrationId, attempt: p.attempt, job: 'migrate-receive', result });
           return result;

@@ -170,6 +170,29 @@ describe('migrations with fake agents', () => {
     expect([m.phase, m.error]).toEqual(['completed', null]);
   });
 
+  it('a completed report delivered late, after the VM moved on, does not pull the VM record back', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-l')] });
+    const dst = await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    let deliver!: () => void;
+    dst.delayCompletedReport = new Promise<void>((res) => (deliver = res));
+    const r1 = await migrate(url, { vm: 'vm-l', mode: 'live', target: 'dst' });
+    // the guest runs on dst: its inventory completes the migration before the report comes
+    expect((await done(url, r1.body.id)).phase).toBe('completed');
+    await until('vm idle on dst', async () => {
+      const v = (await api<VmDto>(url, '/v1/vms/vm-l')).body;
+      return v.hostId === 'dst' && !v.activeOperationId && v.state === 'running';
+    });
+    const r2 = await migrate(url, { vm: 'vm-l', mode: 'live', target: 'src' });
+    expect((await done(url, r2.body.id)).phase).toBe('completed');
+    deliver();
+    // (a wrong record would be healed by src's next heartbeat: look often, not once)
+    const seen = new Set<string>();
+    for (const until = Date.now() + 800; Date.now() < until; await new Promise((res) => setTimeout(res, 15))) seen.add(String((await api<VmDto>(url, '/v1/vms/vm-l')).body.hostId));
+    expect([...seen]).toEqual(['src']);
+  });
+
   it('a VM claimed by a migration create() that died before storing it is freed by its host\'s heartbeat', async () => {
     w = new World();
     const { url } = await w.cp();
