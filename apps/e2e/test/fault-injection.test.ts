@@ -260,7 +260,7 @@ describe.skipIf(skip !== null)('fault injection: kill -9 either agent or the con
       for (const hostId of agents.keys()) out.push(`${hostId}: ${fs.readFileSync(path.join(stateDir, hostId, 'sim.json'), 'utf8')}`);
       for (const lane of lanes) {
         const ms = await api<{ items: MigrationDto[] }>('GET', `/v1/migrations?vm=${lane.vm}&limit=100`);
-        out.push(...ms.items.slice(0, 6).map((m) => `${m.id} ${m.vmId} ${m.sourceHostId}->${m.targetHostId} ${m.phase} #${m.attempt} ${JSON.stringify(m.error)}`));
+        out.push(...ms.items.slice(0, 14).map((m) => `${m.id} ${m.vmId} ${m.sourceHostId}->${m.targetHostId} ${m.phase} #${m.attempt} ${JSON.stringify(m.error)}`));
       }
       return out.join('\n');
     };
