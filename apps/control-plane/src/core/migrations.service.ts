@@ -341,7 +341,8 @@ export class MigrationsService {
   }
 
   private async onProgress(m: MigrationRecord, r: Extract<AgentReport, { type: 'progress' }>): Promise<void> {
-    if (isTerminalPhase(m.phase)) return;
+    // queued: that attempt was ended (a retry waits); a late report of it must not bring it back to life
+    if (isTerminalPhase(m.phase) || m.phase === 'queued') return;
     const isSender = r.job === 'migrate-send';
     const progress = isSender
       ? {
