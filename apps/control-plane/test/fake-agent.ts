@@ -80,6 +80,8 @@ export class FakeAgent {
   holdAfterCommit: Promise<void> | null = null;
   /** Holds a resume after its first progress report until it resolves. */
   resumeGate: Promise<void> | null = null;
+  /** One-shot: the guest runs after the commit, but the completed report waits until this resolves (a report delivered late). */
+  delayCompletedReport: Promise<void> | null = null;
   failSend: { code: 'STREAM_ERROR'; retryable: boolean } | null = null;
   /** Fails every upgrade (TOOLSTACK_ERROR) and keeps the old toolstack. */
   failUpgrade = false;
@@ -203,6 +205,9 @@ export class FakeAgent {
           this.holdAfterCommit = null;
           if (hold) await hold;
           this.guests.set(g.vmId, { ...g, state: 'running' });
+          const late = this.delayCompletedReport;
+          this.delayCompletedReport = null;
+          if (late) await late;
           const result: HostJobResults['migrate-receive'] = { migrationId: p.migrationId, bytesReceived: g.memoryMiB * 1048576, memoryDigest: digest(g.memory), outcome: 'running-on-target' };
           await this.report({ type: 'completed', operationId: p.migrationId, attempt: p.attempt, job: 'migrate-receive', result });
           return result;

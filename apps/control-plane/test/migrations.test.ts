@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MigrationDto, VmDto } from '@ferry/contracts';
 import { digest } from './fake-agent';
-import { LEGACY32, V2_64, World, api, guest, until } from './harness';
+import { deriveAgentToken } from '@ferry/config';
+import { LEGACY32, SECRET, V2_64, World, api, guest, until } from './harness';
 
 let w: World;
 afterEach(() => w?.close());
@@ -173,6 +174,29 @@ describe('migrations with fake agents', () => {
     expect([m.phase, m.error]).toEqual(['completed', null]);
   });
 
+  it('a completed report delivered late, after the VM moved on, does not pull the VM record back', async () => {
+    w = new World();
+    const { url } = await w.cp();
+    await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-l')] });
+    const dst = await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    let deliver!: () => void;
+    dst.delayCompletedReport = new Promise<void>((res) => (deliver = res));
+    const r1 = await migrate(url, { vm: 'vm-l', mode: 'live', target: 'dst' });
+    // the guest runs on dst: its inventory completes the migration before the report comes
+    expect((await done(url, r1.body.id)).phase).toBe('completed');
+    await until('vm idle on dst', async () => {
+      const v = (await api<VmDto>(url, '/v1/vms/vm-l')).body;
+      return v.hostId === 'dst' && !v.activeOperationId && v.state === 'running';
+    });
+    const r2 = await migrate(url, { vm: 'vm-l', mode: 'live', target: 'src' });
+    expect((await done(url, r2.body.id)).phase).toBe('completed');
+    deliver();
+    // (a wrong record would be healed by src's next heartbeat: look often, not once)
+    const seen = new Set<string>();
+    for (const until = Date.now() + 800; Date.now() < until; await new Promise((res) => setTimeout(res, 15))) seen.add(String((await api<VmDto>(url, '/v1/vms/vm-l')).body.hostId));
+    expect([...seen]).toEqual(['src']);
+  });
+
   it('a VM claimed by a migration create() that died before storing it is freed by its host\'s heartbeat', async () => {
     w = new World();
     const { url } = await w.cp();
@@ -186,6 +210,20 @@ describe('migrations with fake agents', () => {
     const r = await migrate(url, { vm: 'vm-o', mode: 'live' });
     expect(r.status).toBe(202);
     expect((await done(url, r.body.id)).phase).toBe('completed');
+  });
+
+  it('a late progress report of an ended attempt does not bring it back from queued (its commit would be granted)', async () => {
+    w = new World();
+    const { url } = await w.cp({ FERRY_RETRY_BACKOFF_MS: '5000' });
+    const src = await w.agent(url, { hostId: 'src', toolstack: V2_64, guests: [guest('vm-q2')] });
+    await w.agent(url, { hostId: 'dst', toolstack: V2_64 });
+    src.failSend = { code: 'STREAM_ERROR', retryable: true };
+    const r = await migrate(url, { vm: 'vm-q2', mode: 'live', target: 'dst' });
+    await until('queued for a retry', async () => (await getM(url, r.body.id)).phase === 'queued' && (await getM(url, r.body.id)).attempt === 1);
+    const late = { type: 'progress', operationId: r.body.id, attempt: 1, job: 'migrate-receive', seq: 1, at: new Date().toISOString(), phase: 'verifying', bytesDone: 1, bytesTotal: 1, round: 0, dirtyRate: 0, rate: 0, etaMs: null, expectedDowntimeMs: null, downtimeMs: null };
+    expect((await api(url, '/v1/agents/dst/reports', { token: deriveAgentToken(SECRET, 'dst'), body: { reports: [late] } })).status).toBe(200);
+    const commit = await api<{ commit: boolean }>(url, `/v1/agents/dst/migrations/${r.body.id}/commit`, { token: deriveAgentToken(SECRET, 'dst'), body: { attempt: 1, bytesReceived: 1, memoryDigest: null } });
+    expect([(await getM(url, r.body.id)).phase, commit.body.commit]).toEqual(['queued', false]);
   });
 
   it('retries a retryable failure with backoff, then completes', async () => {

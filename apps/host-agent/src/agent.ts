@@ -191,11 +191,43 @@ export class HostAgent {
   }
 
   /** Thin handlers: track the operation, run the service, report the outcome. */
+  /** The guest a job works on, if any. */
+  private static guestOf(job: HostJobName, p: HostJobPayloads[HostJobName]): string | null {
+    if (job === 'migrate-send' || job === 'suspend') return (p as HostJobPayloads['migrate-send' | 'suspend']).vmId;
+    if (job === 'migrate-receive' || job === 'resume') return (p as HostJobPayloads['migrate-receive' | 'resume']).vm.vmId;
+    return null;
+  }
+
+  /** Per guest, the end of the last job that works on it. */
+  private readonly guestTurns = new Map<string, Promise<void>>();
+
+  /**
+   * Jobs on one guest run one after the other: a new attempt (or the next migration) starts only
+   * once the previous job has let go of the guest, so the old one's clean-up (resume, discard,
+   * dropping its migration mark) can never undo what the new one set up.
+   */
+  private async inTurn<T>(vmId: string | null, fn: () => Promise<T>): Promise<T> {
+    if (!vmId) return fn();
+    const before = this.guestTurns.get(vmId) ?? Promise.resolve();
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const mine = before.then(() => finished);
+    this.guestTurns.set(vmId, mine);
+    try {
+      await before;
+      return await fn();
+    } finally {
+      done();
+      if (this.guestTurns.get(vmId) === mine) this.guestTurns.delete(vmId);
+    }
+  }
+
   private wrap<K extends HostJobName>(job: K, run: (p: HostJobPayloads[K], op: Operation) => Promise<HostJobResults[K]>, reportCompleted = true): HostJobHandler<K> {
     return async (payload: HostJobPayloads[K], ctx: HandlerContext) => {
+      // begun (so it supersedes an older attempt at once) before it waits for its turn on the guest
       const op = this.ops.begin(payload.operationId, payload.attempt, job, ctx.signal);
       try {
-        const result = await run(payload, op);
+        const result = await this.inTurn(HostAgent.guestOf(job, payload), () => run(payload, op));
         if (reportCompleted) await this.reporter.completed(job, payload.operationId, payload.attempt, result);
         return result;
       } catch (e) {

@@ -197,7 +197,10 @@ export class MigrationsService {
     const vm = await this.vms.get(m.vmId);
     if (!vm) return;
     if (where === 'target' && m.target) {
-      if (vm.hostId === m.target && vm.activeOp !== m.id && vm.state === state) return;
+      // only a record this migration still holds, or left on its target (missing, not yet running), is
+      // moved: a late repeat must not pull back a VM that has moved on since
+      const holds = vm.activeOp === m.id || (!vm.activeOp && vm.hostId === m.target && vm.state !== 'running');
+      if (!holds) return;
       await this.vms.put(m.vmId, { hostId: m.target, state, ...(vm.activeOp === m.id ? { activeOp: null } : {}), ...(digest !== undefined ? { memoryDigest: digest } : {}) }, vm.hostId);
     } else {
       await this.vms.release(m.vmId, m.id);
@@ -355,7 +358,8 @@ export class MigrationsService {
   }
 
   private async onProgress(m: MigrationRecord, r: Extract<AgentReport, { type: 'progress' }>): Promise<void> {
-    if (isTerminalPhase(m.phase)) return;
+    // queued: that attempt was ended (a retry waits); a late report of it must not bring it back to life
+    if (isTerminalPhase(m.phase) || m.phase === 'queued') return;
     const isSender = r.job === 'migrate-send';
     const progress = isSender
       ? {
