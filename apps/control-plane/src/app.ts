@@ -2,12 +2,14 @@ import 'reflect-metadata';
 import type * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_GUARD, NestFactory } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { loadCpConfig, type CpConfig } from './config';
 import { CoreModule } from './core/core.module';
+import { ActingInterceptor } from './http/acting';
 import { AuthGuard } from './http/auth';
+import { ProblemFilter } from './http/problem.filter';
 import { AgentsController, CampaignsController, EventsController, HostsController, MeController, MigrationsController, OperationsController, OpsController, VmsController } from './http/controllers';
 import { CheckpointsController } from './http/checkpoints.controller';
 import { EventsHub } from './http/events.hub';
@@ -20,7 +22,7 @@ export class HttpModule {
     return {
       module: HttpModule,
       controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, CheckpointsController, AgentsController, EventsController, MeController, OpsController],
-      providers: [EventsHub, { provide: APP_GUARD, useClass: AuthGuard }],
+      providers: [EventsHub, ActingInterceptor, { provide: APP_GUARD, useClass: AuthGuard }, { provide: APP_FILTER, useClass: ProblemFilter }],
     };
   }
 }

@@ -6,3 +6,5 @@ export * from './api';
 export * from './checkpoints';
 export * from './client';
 export * from './sse';
+export * from './problem';
+export * from './page';

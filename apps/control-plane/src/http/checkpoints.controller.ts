@@ -3,10 +3,11 @@ import { ApiBearerAuth, ApiHeader, ApiOperation, ApiProduces, ApiResponse, ApiTa
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { checkpointIdSchema, checkpointImageQuerySchema, checkpointListQuerySchema, checkpointSignedImageQuerySchema } from '@ferry/contracts';
+import { checkpointIdSchema, checkpointImageQuerySchema, checkpointSignedImageQuerySchema } from '@ferry/contracts';
 import { CheckpointsService } from '../core/checkpoints.service';
 import { Public, Roles } from './auth';
-import { ZodPipe, type z } from './validation';
+import { checkpointQuery } from './schemas';
+import { QueryPipe, ZodPipe, type z } from './validation';
 
 /** Headers of the store's image response that a download passes on. */
 const PASSED = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'x-ferry-sha256', 'x-ferry-vm', 'x-ferry-created', 'x-ferry-format', 'x-ferry-source-format'];
@@ -20,7 +21,7 @@ export class CheckpointsController {
 
   @Get() @Roles('viewer')
   @ApiOperation({ summary: "checkpoints, newest first (vm= filters to one VM's), each with what the store's retention will do to it" })
-  list(@Query(new ZodPipe(checkpointListQuerySchema)) q: z.output<typeof checkpointListQuerySchema>) {
+  list(@Query(new QueryPipe(checkpointQuery)) q: z.output<typeof checkpointQuery>) {
     return this.checkpoints.list(q);
   }
 
