@@ -27,7 +27,8 @@ import { HostsRepository, MigrationsRepository } from '../core/repos';
 import { AgentOnly, Public, Roles, type AuthedRequest } from './auth';
 import { EventsHub, type SseMessage } from './events.hub';
 import * as S from './schemas';
-import { QueryPipe, ZodPipe, jsonSchema, parse, z } from './validation';
+import { QueryPipe, ZodPipe, parse, z } from './validation';
+import { QueryDoc, jsonSchema } from './openapi';
 import { Acting } from './acting';
 import { newId } from '../core/redis';
 
@@ -43,7 +44,7 @@ export class HostsController {
     private readonly hosts: HostsService,
     private readonly drains: DrainService,
   ) {}
-  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.hostQuery)) q: z.output<typeof S.hostQuery>) {
+  @Get() @Roles('viewer') @QueryDoc(S.hostQuery) async list(@Query(new QueryPipe(S.hostQuery)) q: z.output<typeof S.hostQuery>) {
     const all = await this.hosts.list();
     return S.pageOf(q.state ? all.filter((h) => h.state === q.state) : all, q);
   }
@@ -76,7 +77,7 @@ export class VmsController {
     private readonly hosts: HostsService,
     private readonly ops: OperationsService,
   ) {}
-  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.vmQuery)) q: z.output<typeof S.vmQuery>) {
+  @Get() @Roles('viewer') @QueryDoc(S.vmQuery) async list(@Query(new QueryPipe(S.vmQuery)) q: z.output<typeof S.vmQuery>) {
     const r = await this.hosts.listVms(q);
     return { ...r, limit: q.limit, nextCursor: nextOffsetCursor(q.offset, r.items.length, r.total) };
   }
@@ -99,7 +100,7 @@ export class VmsController {
 @Controller('v1/operations')
 export class OperationsController {
   constructor(private readonly ops: OperationsService) {}
-  @Get() @Roles('viewer') list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
+  @Get() @Roles('viewer') @QueryDoc(S.pageSchema) list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
     return this.ops.list(q.limit, q.offset);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
@@ -118,7 +119,7 @@ export class MigrationsController {
     // without a key the request is keyed by itself alone: a retry makes a second migration (or a 409)
     return (await this.migrations.create(b, key ?? newId('idem'))).migration;
   }
-  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
+  @Get() @Roles('viewer') @QueryDoc(S.migrationQuery) async list(@Query(new QueryPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
     const raw = await this.migrations.listRaw(q);
     if (raw === null) return this.migrations.list(q);
     res.type('application/json');
@@ -146,7 +147,7 @@ export class CampaignsController {
   create(@Body(new ZodPipe(S.createCampaign)) b: CreateCampaignRequest) {
     return this.campaigns.create(b);
   }
-  @Get() @Roles('viewer') list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
+  @Get() @Roles('viewer') @QueryDoc(S.pageSchema) list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
     return this.campaigns.list(q.limit, q.offset);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
@@ -206,7 +207,7 @@ const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campa
 @Controller('v1/events')
 export class EventsController {
   constructor(private readonly hub: EventsHub) {}
-  @Sse() @Roles('viewer') @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes)' })
+  @Sse() @Roles('viewer') @QueryDoc(eventsQuery) @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes)' })
   events(@Req() req: AuthedRequest, @Query(new QueryPipe(eventsQuery)) q: z.output<typeof eventsQuery>): Observable<SseMessage> {
     const last = req.headers['last-event-id'];
     const lastId = typeof last === 'string' && /^\d+-\d+$/.test(last) ? last : undefined;
