@@ -6,10 +6,22 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deriveAgentToken } from '@ferry/config';
-import { PROBLEM_CONTENT_TYPE, problemSchema, problemType, type MigrationDto, type Page, type Problem } from '@ferry/contracts';
+import {
+  PROBLEM_CONTENT_TYPE,
+  hostDtoSchema,
+  migrationDtoSchema,
+  operationDtoSchema,
+  pageSchemaOf,
+  problemSchema,
+  problemType,
+  vmDtoSchema,
+  type MigrationDto,
+  type Page,
+  type Problem,
+} from '@ferry/contracts';
 import { CONTROLLERS } from '../src/app';
 import { isPublic } from '../src/http/auth';
-import { routesOf } from '../src/http/openapi';
+import { ANSWERS, routesOf } from '../src/http/openapi';
 import { ADMIN, LEGACY32, OPERATOR, SECRET, V2_64, VIEWER, World, guest } from './harness';
 
 const w = new World();
@@ -96,6 +108,12 @@ describe('OpenAPI document', () => {
       expect(names, list).toEqual(expect.arrayContaining(['limit', 'cursor']));
     }
     expect(doc.paths['/v1/migrations']!.get!.parameters!.map((p) => p.name)).toEqual(expect.arrayContaining(['phase', 'vm', 'host', 'campaign', 'active']));
+    for (const [key, [status, name, page]] of Object.entries(ANSWERS)) {
+      const [method, path] = key.split(' ') as [string, string];
+      const schema = (doc.paths[path]![method]!.responses[String(status)]!.content!['application/json']!.schema as unknown) as { $ref?: string; properties?: { items: { items: { $ref: string } } } };
+      expect(page ? schema.properties?.items.items.$ref : schema.$ref, key).toBe(`#/components/schemas/${name}`);
+      expect(doc.components.schemas[name], name).toBeDefined();
+    }
     const idem = doc.paths['/v1/migrations']!.post!.parameters!.find((p) => p.name === 'Idempotency-Key') as { required?: boolean } | undefined;
     expect(idem?.required).toBe(false);
   });
@@ -272,5 +290,26 @@ describe('Location and Idempotency-Key', () => {
     // the same key on another route is another request: 422
     const s = await call('post', '/v1/vms/vm1/suspend', { token: OPERATOR, body: {}, headers: { 'idempotency-key': 'drain-1' } });
     expect(expectProblem(s, 422, 'post /v1/vms/vm1/suspend').type).toBe(problemType('idempotency-key-reused'));
+  });
+});
+
+describe('answers match their documented schemas', () => {
+  it('hosts, vms, operations and migrations, one by one and in pages (strict: no undocumented field)', async () => {
+    const check = async (path: string, schema: { parse(v: unknown): unknown }): Promise<void> => {
+      const a = await call('get', path);
+      expect(a.status, path).toBe(200);
+      expect(() => schema.parse(a.json), `${path}: ${a.text.slice(0, 300)}`).not.toThrow();
+    };
+    await check('/v1/hosts', pageSchemaOf(hostDtoSchema.strict()).strict());
+    await check('/v1/hosts/h1', hostDtoSchema.strict());
+    await check('/v1/vms', pageSchemaOf(vmDtoSchema.strict()).strict());
+    await check('/v1/vms/vm1', vmDtoSchema.strict());
+    await check('/v1/migrations', pageSchemaOf(migrationDtoSchema.strict()).strict());
+    const ops = (await call('get', '/v1/operations')).json as Page<{ id: string }>;
+    await check('/v1/operations', pageSchemaOf(operationDtoSchema.strict()).strict());
+    for (const o of ops.items.slice(0, 3)) await check(`/v1/operations/${o.id}`, operationDtoSchema.strict());
+    const migs = (await call('get', '/v1/migrations')).json as Page<{ id: string }>;
+    expect(migs.items.length).toBeGreaterThan(0);
+    for (const m of migs.items) await check(`/v1/migrations/${m.id}`, migrationDtoSchema.strict());
   });
 });

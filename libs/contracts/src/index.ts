@@ -8,3 +8,4 @@ export * from './client';
 export * from './sse';
 export * from './problem';
 export * from './page';
+export * from './responses';

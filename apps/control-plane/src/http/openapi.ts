@@ -7,7 +7,16 @@ import { ApiQuery, type OpenAPIObject } from '@nestjs/swagger';
 import { RequestMethod, applyDecorators, type Type } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
 import { zodToJsonSchema } from 'zod-to-json-schema';
-import { PROBLEM_CONTENT_TYPE, problem, problemSchema, type ProblemKind } from '@ferry/contracts';
+import {
+  PROBLEM_CONTENT_TYPE,
+  hostDtoSchema,
+  migrationDtoSchema,
+  operationDtoSchema,
+  problem,
+  problemSchema,
+  vmDtoSchema,
+  type ProblemKind,
+} from '@ferry/contracts';
 import type { z } from './validation';
 
 type Json = Record<string, unknown>;
@@ -77,6 +86,28 @@ function problemResponse(status: number): Json {
   };
 }
 
+/** Answer bodies described by the zod schemas of libs/contracts/src/responses.ts. */
+const COMPONENTS = { Host: hostDtoSchema, Vm: vmDtoSchema, Operation: operationDtoSchema, Migration: migrationDtoSchema };
+type Component = keyof typeof COMPONENTS;
+
+/** The success answer of each operation that has one of those bodies: `method path` -> [status, component, page?]. */
+export const ANSWERS: Record<string, [number, Component, 'page'?]> = {
+  'get /v1/hosts': [200, 'Host', 'page'],
+  'get /v1/hosts/{id}': [200, 'Host'],
+  'delete /v1/hosts/{id}/drain': [200, 'Host'],
+  'post /v1/hosts/{id}/maintenance': [200, 'Host'],
+  'get /v1/vms': [200, 'Vm', 'page'],
+  'get /v1/vms/{id}': [200, 'Vm'],
+  'post /v1/vms/{id}/suspend': [202, 'Operation'],
+  'post /v1/vms/{id}/resume': [202, 'Operation'],
+  'get /v1/operations': [200, 'Operation', 'page'],
+  'get /v1/operations/{id}': [200, 'Operation'],
+  'post /v1/migrations': [202, 'Migration'],
+  'get /v1/migrations': [200, 'Migration', 'page'],
+  'get /v1/migrations/{id}': [200, 'Migration'],
+  'post /v1/migrations/{id}/cancel': [200, 'Migration'],
+};
+
 /**
  * Completes what @nestjs/swagger assembled: the Problem component, the errors each operation can
  * answer (400 when it takes input, 401/403 unless public, 404 with a path parameter, 409/422 on
@@ -85,6 +116,7 @@ function problemResponse(status: number): Json {
 export function completeDocument(doc: OpenAPIObject, publicPaths: ReadonlySet<string>): OpenAPIObject {
   doc.components ??= {};
   doc.components.schemas = { ...doc.components.schemas, Problem: { ...jsonSchema(problemSchema), example: EXAMPLES['validation-failed'] } as never };
+  for (const [name, schema] of Object.entries(COMPONENTS)) doc.components.schemas[name] = jsonSchema(schema) as never;
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const method of ['get', 'post', 'put', 'delete', 'patch'] as const) {
       const op = item[method] as (Json & { parameters?: { in: string }[]; requestBody?: unknown; responses: Record<string, Json> }) | undefined;
@@ -102,6 +134,13 @@ export function completeDocument(doc: OpenAPIObject, publicPaths: ReadonlySet<st
       }
       for (const [code, r] of Object.entries(op.responses)) {
         if (code === '201' || code === '202') r.headers = { ...(r.headers as Json | undefined), Location: { schema: { type: 'string' }, description: 'where what was created or started can be read' } };
+      }
+      const answer = ANSWERS[`${method} ${path}`];
+      if (answer) {
+        const [status, name, page] = answer;
+        const ref = { $ref: `#/components/schemas/${name}` };
+        const schema = page ? { ...PAGE_SCHEMA, properties: { ...(PAGE_SCHEMA.properties as Json), items: { type: 'array', items: ref } } } : ref;
+        op.responses[String(status)] = { ...op.responses[String(status)], description: (op.responses[String(status)]?.description as string | undefined) || name, content: { 'application/json': { schema } } };
       }
       const ok = op.responses['200'];
       if (method === 'get' && ok && params.some((p) => (p as { name?: string }).name === 'cursor') && !ok.content) {
