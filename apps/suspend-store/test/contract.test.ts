@@ -109,3 +109,24 @@ describe('suspend-store problem details', () => {
     expect(tokens.items.length).toBe(1);
   });
 });
+
+describe('suspend-store OpenAPI document', () => {
+  it('describes every error as a Problem, and 401 on every /v1 operation', async () => {
+    const doc = (await (await store.call('GET', '/docs-json', { token: null })).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: { $ref?: string } }> }> }>>;
+      components: { schemas: Record<string, unknown> };
+    };
+    expect(doc.components.schemas.Problem).toBeDefined();
+    let ops = 0;
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        ops++;
+        if (path.startsWith('/v1/')) expect(op.responses['401'], `${method} ${path}`).toBeDefined();
+        for (const [code, r] of Object.entries(op.responses)) {
+          if (Number(code) >= 400 && method !== 'head') expect(r.content?.['application/problem+json']?.schema.$ref, `${method} ${path} ${code}`).toBe('#/components/schemas/Problem');
+        }
+      }
+    }
+    expect(ops).toBeGreaterThanOrEqual(12);
+  });
+});
