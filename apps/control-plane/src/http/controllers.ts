@@ -15,7 +15,7 @@ import {
   type RegisterRequest,
 } from '@ferry/contracts';
 import { HostJobProducer } from '@ferry/queue';
-import { REDIS } from '../config';
+import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { AgentService } from '../core/agent.service';
 import { CampaignsService } from '../core/campaigns.service';
 import { DrainService } from '../core/drain.service';
@@ -206,9 +206,23 @@ const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campa
 @ApiBearerAuth()
 @Controller('v1/events')
 export class EventsController {
-  constructor(private readonly hub: EventsHub) {}
-  @Sse() @Roles('viewer') @QueryDoc(eventsQuery) @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes)' })
-  events(@Req() req: AuthedRequest, @Query(new QueryPipe(eventsQuery)) q: z.output<typeof eventsQuery>): Observable<SseMessage> {
+  constructor(
+    private readonly hub: EventsHub,
+    @Inject(CP_CONFIG) private readonly cfg: CpConfig,
+  ) {}
+  @Sse() @Roles('viewer') @QueryDoc(eventsQuery)
+  @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes); a `: keep-alive` comment every 15 s' })
+  events(
+    @Req() req: AuthedRequest & { on(ev: 'close', f: () => void): unknown },
+    @Res({ passthrough: true }) res: { write(chunk: string): boolean; writableEnded: boolean },
+    @Query(new QueryPipe(eventsQuery)) q: z.output<typeof eventsQuery>,
+  ): Observable<SseMessage> {
+    // A comment line is ignored by every SSE client; Nest's SSE writer sends whole messages in
+    // single writes, so this one never lands inside a message.
+    const keepAlive = setInterval(() => {
+      if (!res.writableEnded) res.write(': keep-alive\n\n');
+    }, this.cfg.FERRY_SSE_KEEPALIVE_MS);
+    req.on('close', () => clearInterval(keepAlive));
     const last = req.headers['last-event-id'];
     const lastId = typeof last === 'string' && /^\d+-\d+$/.test(last) ? last : undefined;
     return this.hub.stream(lastId, (e) => (!q.entity || e.entity === q.entity) && (!q.id || e.entityId === q.id));
