@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deriveAgentToken } from '@ferry/config';
 import {
   PROBLEM_CONTENT_TYPE,
+  campaignDtoSchema,
   hostDtoSchema,
   migrationDtoSchema,
   operationDtoSchema,
@@ -294,7 +295,7 @@ describe('Location and Idempotency-Key', () => {
 });
 
 describe('answers match their documented schemas', () => {
-  it('hosts, vms, operations and migrations, one by one and in pages (strict: no undocumented field)', async () => {
+  it('hosts, vms, operations, migrations and campaigns, one by one and in pages (strict: no undocumented field)', async () => {
     const check = async (path: string, schema: { parse(v: unknown): unknown }): Promise<void> => {
       const a = await call('get', path);
       expect(a.status, path).toBe(200);
@@ -311,5 +312,9 @@ describe('answers match their documented schemas', () => {
     const migs = (await call('get', '/v1/migrations')).json as Page<{ id: string }>;
     expect(migs.items.length).toBeGreaterThan(0);
     for (const m of migs.items) await check(`/v1/migrations/${m.id}`, migrationDtoSchema.strict());
+    const camps = (await call('get', '/v1/campaigns')).json as Page<{ id: string }>;
+    expect(camps.items.length).toBeGreaterThan(0);
+    await check('/v1/campaigns', pageSchemaOf(campaignDtoSchema.strict()).strict());
+    for (const c of camps.items) await check(`/v1/campaigns/${c.id}`, campaignDtoSchema.strict());
   });
 });

@@ -27,7 +27,7 @@ afterAll(async () => {
 
 const PROBE = `
 import type { components, paths } from './api';
-import type { HostDto, MigrationDto, OperationDto, Page, Problem, VmDto } from ${JSON.stringify(CONTRACTS.replace(/\\.ts$/, ''))};
+import type { CampaignDto, CampaignPlanDto, HostDto, MigrationDto, OperationDto, Page, Problem, VmDto } from ${JSON.stringify(CONTRACTS.replace(/\\.ts$/, ''))};
 type S = components['schemas'];
 const both = <A, B extends A>(_a: A, _b: B): void => undefined;
 declare const h: HostDto, gh: S['Host'], v: VmDto, gv: S['Vm'], o: OperationDto, go: S['Operation'], m: MigrationDto, gm: S['Migration'], p: Problem, gp: S['Problem'];
@@ -36,6 +36,9 @@ both<VmDto, S['Vm']>(v, gv); both<S['Vm'], VmDto>(gv, v);
 both<OperationDto, S['Operation']>(o, go); both<S['Operation'], OperationDto>(go, o);
 both<MigrationDto, S['Migration']>(m, gm); both<S['Migration'], MigrationDto>(gm, m);
 both<Problem, S['Problem']>(p, gp);
+declare const c: CampaignDto, gc: S['Campaign'], cp: CampaignPlanDto, gcp: S['CampaignPlan'];
+both<CampaignDto, S['Campaign']>(c, gc); both<S['Campaign'], CampaignDto>(gc, c);
+both<CampaignPlanDto, S['CampaignPlan']>(cp, gcp); both<S['CampaignPlan'], CampaignPlanDto>(gcp, cp);
 type HostsPage = paths['/v1/hosts']['get']['responses'][200]['content']['application/json'];
 declare const page: HostsPage;
 const typed: Page<HostDto> = page;

@@ -4,7 +4,7 @@
  * in api.ts both ways (below), so the two cannot drift apart.
  */
 import { z } from 'zod';
-import type { HostDto, MigrationDto, OperationDto, VmDto } from './api';
+import type { CampaignDto, CampaignPlanDto, HostDto, MigrationDto, OperationDto, VmDto } from './api';
 import { MIGRATION_PHASES } from './migration';
 
 const iso = z.string().describe('ISO-8601 time');
@@ -117,6 +117,67 @@ export const migrationDtoSchema = z
   })
   .describe('a migration');
 
+const campaignRequest = z.object({
+  name: z.string().optional(),
+  hosts: z.object({ ids: z.array(z.string()).optional(), bitness: bitness.optional(), streamFormat: z.enum(['legacy', 'v2']).optional(), xenVersion: z.string().optional() }),
+  strategy: z.enum(['evacuate-and-return', 'suspend-and-resume']),
+  maxParallelHosts: z.number(),
+  maxParallelMigrations: z.number(),
+  onError: z.enum(['stop', 'continue']),
+  targetToolstack: toolstack.optional(),
+});
+const campaignHost = z.object({
+  hostId: z.string(),
+  order: z.number(),
+  toolstackBefore: toolstack,
+  toolstackAfter: toolstack,
+  vms: z.array(
+    z.object({
+      vmId: z.string(),
+      action: z.enum(['migrate', 'suspend']),
+      parkOn: z.string().nullable(),
+      state: z.enum(['pending', 'moving-out', 'parked', 'moving-back', 'returned', 'failed']).optional(),
+      outOperationId: z.string().nullable().optional(),
+      backOperationId: z.string().nullable().optional(),
+      error: z.string().nullable().optional(),
+    }),
+  ),
+  state: z.enum(['pending', 'draining', 'upgrading', 'awaiting-return', 'refilling', 'done', 'failed', 'skipped']).optional(),
+  upgradeOperationId: z.string().nullable().optional(),
+  upgradeRetries: z.number().optional(),
+  error: z.string().nullable().optional(),
+  startedAt: iso.nullable().optional(),
+  finishedAt: iso.nullable().optional(),
+  durationMs: z.number().nullable().optional(),
+});
+const blocker = z.object({
+  hostId: z.string().nullable(),
+  vmId: z.string().nullable(),
+  code: z.enum(['NO_HOSTS', 'HOST_OFFLINE', 'NO_COMPATIBLE_TARGET', 'NO_CAPACITY', 'HOST_BUSY', 'ALREADY_UPGRADED', 'IN_OTHER_CAMPAIGN']),
+  message: z.string(),
+});
+
+export const campaignPlanDtoSchema = z
+  .object({ request: campaignRequest, hosts: z.array(campaignHost), blockers: z.array(blocker), feasible: z.boolean() })
+  .describe('the plan of an upgrade campaign and every blocker');
+
+export const campaignDtoSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    state: z.enum(['running', 'paused', 'aborting', 'aborted', 'completed', 'failed']),
+    request: campaignRequest,
+    hosts: z.array(campaignHost),
+    blockers: z.array(blocker),
+    counts: z.object({ hostsTotal: z.number(), hostsDone: z.number(), hostsFailed: z.number() }),
+    error: z.string().nullable(),
+    createdAt: iso,
+    updatedAt: iso,
+    finishedAt: iso.nullable(),
+    timing: z.object({ elapsedMs: z.number(), meanHostMs: z.number().nullable(), etaMs: z.number().nullable() }),
+  })
+  .describe('an upgrade campaign');
+
 /** A page of items of this schema (page.ts). */
 export function pageSchemaOf<T extends z.ZodTypeAny>(item: T) {
   return z.object({ items: z.array(item), nextCursor: z.string().nullable(), limit: z.number().int(), total: z.number().int() });
@@ -129,3 +190,5 @@ same<Same<z.infer<typeof hostDtoSchema>, HostDto>>();
 same<Same<z.infer<typeof vmDtoSchema>, VmDto>>();
 same<Same<z.infer<typeof operationDtoSchema>, OperationDto>>();
 same<Same<z.infer<typeof migrationDtoSchema>, MigrationDto>>();
+same<Same<z.infer<typeof campaignDtoSchema>, CampaignDto>>();
+same<Same<z.infer<typeof campaignPlanDtoSchema>, CampaignPlanDto>>();

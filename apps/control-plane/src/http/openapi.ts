@@ -9,6 +9,8 @@ import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
 import { zodToJsonSchema } from 'zod-to-json-schema';
 import {
   PROBLEM_CONTENT_TYPE,
+  campaignDtoSchema,
+  campaignPlanDtoSchema,
   hostDtoSchema,
   migrationDtoSchema,
   operationDtoSchema,
@@ -87,7 +89,14 @@ function problemResponse(status: number): Json {
 }
 
 /** Answer bodies described by the zod schemas of libs/contracts/src/responses.ts. */
-const COMPONENTS = { Host: hostDtoSchema, Vm: vmDtoSchema, Operation: operationDtoSchema, Migration: migrationDtoSchema };
+const COMPONENTS = {
+  Host: hostDtoSchema,
+  Vm: vmDtoSchema,
+  Operation: operationDtoSchema,
+  Migration: migrationDtoSchema,
+  Campaign: campaignDtoSchema,
+  CampaignPlan: campaignPlanDtoSchema,
+};
 type Component = keyof typeof COMPONENTS;
 
 /** The success answer of each operation that has one of those bodies: `method path` -> [status, component, page?]. */
@@ -106,6 +115,13 @@ export const ANSWERS: Record<string, [number, Component, 'page'?]> = {
   'get /v1/migrations': [200, 'Migration', 'page'],
   'get /v1/migrations/{id}': [200, 'Migration'],
   'post /v1/migrations/{id}/cancel': [200, 'Migration'],
+  'post /v1/campaigns/plan': [200, 'CampaignPlan'],
+  'post /v1/campaigns': [201, 'Campaign'],
+  'get /v1/campaigns': [200, 'Campaign', 'page'],
+  'get /v1/campaigns/{id}': [200, 'Campaign'],
+  'post /v1/campaigns/{id}/pause': [200, 'Campaign'],
+  'post /v1/campaigns/{id}/resume': [200, 'Campaign'],
+  'post /v1/campaigns/{id}/abort': [200, 'Campaign'],
 };
 
 /**
