@@ -2,25 +2,31 @@ import 'reflect-metadata';
 import type * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_GUARD, NestFactory } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { loadCpConfig, type CpConfig } from './config';
 import { CoreModule } from './core/core.module';
-import { AuthGuard } from './http/auth';
+import { ActingInterceptor } from './http/acting';
+import { AuthGuard, isPublic } from './http/auth';
+import { completeDocument, routesOf } from './http/openapi';
+import { ProblemFilter } from './http/problem.filter';
 import { AgentsController, CampaignsController, EventsController, HostsController, MeController, MigrationsController, OperationsController, OpsController, VmsController } from './http/controllers';
 import { CheckpointsController } from './http/checkpoints.controller';
 import { EventsHub } from './http/events.hub';
 import { CampaignRunnerService } from './worker/campaign-runner.service';
 import { SchedulerService } from './worker/scheduler.service';
 
+/** Every controller of the HTTP API (the OpenAPI test walks these). */
+export const CONTROLLERS = [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, CheckpointsController, AgentsController, EventsController, MeController, OpsController];
+
 @Module({})
 export class HttpModule {
   static forRoot(): DynamicModule {
     return {
       module: HttpModule,
-      controllers: [HostsController, VmsController, OperationsController, MigrationsController, CampaignsController, CheckpointsController, AgentsController, EventsController, MeController, OpsController],
-      providers: [EventsHub, { provide: APP_GUARD, useClass: AuthGuard }],
+      controllers: CONTROLLERS,
+      providers: [EventsHub, ActingInterceptor, { provide: APP_GUARD, useClass: AuthGuard }, { provide: APP_FILTER, useClass: ProblemFilter }],
     };
   }
 }
@@ -65,9 +71,17 @@ export async function startControlPlane(env: Record<string, string | undefined> 
   // no ETag hashing of every (large) JSON body, no x-powered-by
   app.set('etag', false);
   app.disable('x-powered-by');
-  const doc = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder().setTitle('Ferry control plane').setDescription('Migrations, suspend/resume and fleet upgrade campaigns. Agent protocol: docs/jobs.md').setVersion('1').addBearerAuth().build(),
+  const doc = completeDocument(
+    SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle('Ferry control plane')
+        .setDescription('Migrations, suspend/resume and fleet upgrade campaigns. Errors are RFC 9457 problem details; collections page with limit/cursor. Agent protocol: docs/jobs.md')
+        .setVersion('1')
+        .addBearerAuth()
+        .build(),
+    ),
+    new Set(routesOf(CONTROLLERS).filter((r) => isPublic(r.handler)).map((r) => r.path)),
   );
   SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs/openapi.json' });
   await app.listen(cfg.PORT, cfg.HOST);

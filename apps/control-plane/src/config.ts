@@ -38,6 +38,8 @@ export const configSchema = z.object({
   /** api = HTTP only, worker = scheduler + campaign runner only, all = both. */
   FERRY_CONTROL_PLANE_ROLE: z.enum(['api', 'worker', 'all']).default('all'),
   FERRY_HEARTBEAT_INTERVAL_MS: env.int(2000, 50),
+  /** An SSE stream gets a comment line this often, so that idle proxies keep it open. */
+  FERRY_SSE_KEEPALIVE_MS: env.int(15_000, 10),
   FERRY_OFFLINE_AFTER_MS: env.int(10_000, 100),
   FERRY_STALL_AFTER_MS: env.int(60_000, 100),
   FERRY_RETRY_BACKOFF_MS: env.int(2000, 0),

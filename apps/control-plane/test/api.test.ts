@@ -53,7 +53,7 @@ describe('auth', () => {
 
 describe('validation: 400 with the field and the rule', () => {
   const post = (body: unknown, headers: Record<string, string> = { 'idempotency-key': 'k1' }) => api<{ issues: { field: string; rule: string }[] }>(url, '/v1/migrations', { body, headers });
-  it('bad enum, unknown field, wrong type, missing header', async () => {
+  it('bad enum, unknown field, wrong type, malformed header', async () => {
     let r = await post({ vm: 'vm1', mode: 'warp' });
     expect(r.status).toBe(400);
     expect(r.body.issues[0]).toMatchObject({ field: 'mode' });
@@ -67,9 +67,9 @@ describe('validation: 400 with the field and the rule', () => {
     expect(r.body.issues[0]).toMatchObject({ field: 'vm', rule: 'is required' });
     r = await post({ vm: '../etc', mode: 'live' });
     expect(r.body.issues[0]!.field).toBe('vm');
-    r = await post({ vm: 'vm1', mode: 'live' }, {});
+    r = await post({ vm: 'vm1', mode: 'live' }, { 'idempotency-key': 'has a space' });
     expect(r.status).toBe(400);
-    expect(r.body.issues[0]).toMatchObject({ field: 'idempotency-key' });
+    expect(r.body.issues[0]).toMatchObject({ field: 'Idempotency-Key' });
   });
   it('bad query, bad path param, malformed JSON, arrays and nulls never crash', async () => {
     let r = await api<{ issues: { field: string }[] }>(url, '/v1/migrations?limit=0');
@@ -89,10 +89,10 @@ describe('validation: 400 with the field and the rule', () => {
   });
   it('an unknown query parameter is named as such, never as "(body)"', async () => {
     for (const path of ['/v1/migrations?bogus=1', '/v1/vms?limit=5&bogus=1', '/v1/operations?bogus=1', '/v1/campaigns?bogus=1']) {
-      const r = await api<{ issues: { field: string; rule: string }[]; message: string }>(url, path);
+      const r = await api<{ issues: { field: string; rule: string }[]; detail: string }>(url, path);
       expect(r.status, path).toBe(400);
       expect(r.body.issues, path).toEqual([{ field: 'bogus', rule: 'unknown query parameter' }]);
-      expect(r.body.message).toBe('bogus: unknown query parameter');
+      expect(r.body.detail).toBe('bogus: unknown query parameter');
     }
   });
   it('unknown resources are 404', async () => {
@@ -113,8 +113,8 @@ describe('ops endpoints', () => {
     expect(Object.keys(d.body.paths)).toContain('/v1/migrations');
   });
   it('hosts and vms show toolstack, state and the sim memory digest', async () => {
-    const h = await api<{ toolstack: unknown; state: string }[]>(url, '/v1/hosts');
-    expect(h.body[0]).toMatchObject({ toolstack: V2_64, state: 'online' });
+    const h = await api<{ items: { toolstack: unknown; state: string }[] }>(url, '/v1/hosts');
+    expect(h.body.items[0]).toMatchObject({ toolstack: V2_64, state: 'online' });
     const v = await api<{ memoryDigest: string; hostId: string }>(url, '/v1/vms/vm1');
     expect(v.body.hostId).toBe('h1');
     expect(v.body.memoryDigest).toMatch(/^sha256:/);

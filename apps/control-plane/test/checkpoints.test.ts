@@ -75,7 +75,7 @@ describe('checkpoints', () => {
 
     const page = await api<CheckpointPage>(url, '/v1/checkpoints?vm=vm1', { token: VIEWER });
     expect(page.status).toBe(200);
-    expect(page.body).toMatchObject({ total: 3, limit: 50, offset: 0 });
+    expect(page.body).toMatchObject({ total: 3, limit: 50, nextCursor: null });
     expect(page.body.items.map((c) => c.id)).toEqual([c3, c2, c1]);
     expect(page.body.retentionPolicy).toMatchObject({ keepLast: 3, maxAgeMs: 30 * 86_400_000, intervalMs: 600_000, lastPassAt: null });
     const next = Date.parse(page.body.retentionPolicy!.nextPassAt) - Date.now();
@@ -88,8 +88,12 @@ describe('checkpoints', () => {
     expect(Date.parse(oldest.retention.expiresAt!) - Date.parse(oldest.createdAt)).toBe(30 * 86_400_000);
     expect(oldest.retention.summary).toMatch(/kept until .* \(max age 30d\); removed once 1 newer checkpoint of its VM exist \(keep last 3\)/);
 
-    const second = await api<CheckpointPage>(url, '/v1/checkpoints?vm=vm1&limit=2&offset=2');
+    const first = await api<CheckpointPage>(url, '/v1/checkpoints?vm=vm1&limit=2');
+    expect(first.body.items.map((c) => c.id)).toEqual([c3, c2]);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await api<CheckpointPage>(url, `/v1/checkpoints?vm=vm1&limit=2&cursor=${first.body.nextCursor!}`);
     expect(second.body.items.map((c) => c.id)).toEqual([c1]);
+    expect(second.body.nextCursor).toBeNull();
     expect(second.body.total).toBe(3);
     const all = await api<CheckpointPage>(url, '/v1/checkpoints');
     expect(all.body.total).toBe(5);
@@ -122,27 +126,27 @@ describe('checkpoints', () => {
     expect((await api(url, '/v1/checkpoints?color=red')).status).toBe(400);
     expect((await api(url, '/v1/checkpoints/a..b')).status).toBe(400);
     expect((await api(url, '/v1/checkpoints/-x')).status).toBe(400);
-    const none = await api<{ message: string }>(url, '/v1/checkpoints/ckpt-nope');
+    const none = await api<{ detail: string }>(url, '/v1/checkpoints/ckpt-nope');
     expect(none.status).toBe(404);
-    expect(none.body.message).toBe("checkpoint 'ckpt-nope' not found");
+    expect(none.body.detail).toBe("checkpoint 'ckpt-nope' not found");
     expect((await api(url, '/v1/checkpoints/ckpt-nope', { method: 'DELETE' })).status).toBe(404);
     expect((await api(url, '/v1/checkpoints/ckpt-nope/image')).status).toBe(404);
   });
 
   it('resume from any checkpoint of the VM; 404/409 with a clear message otherwise', async () => {
-    let r = await api<{ message: string }>(url, '/v1/vms/vm1/resume', { body: { checkpointId: 'ckpt-nope' } });
+    let r = await api<{ detail: string }>(url, '/v1/vms/vm1/resume', { body: { checkpointId: 'ckpt-nope' } });
     expect(r.status).toBe(404);
-    expect(r.body.message).toMatch(/checkpoint 'ckpt-nope' not found/);
+    expect(r.body.detail).toMatch(/checkpoint 'ckpt-nope' not found/);
     r = await api(url, '/v1/vms/vm2/resume', { body: { checkpointId: c1 } });
     expect(r.status).toBe(409);
-    expect(r.body.message).toBe(`checkpoint '${c1}' belongs to vm 'vm1', not 'vm2'`);
+    expect(r.body.detail).toBe(`checkpoint '${c1}' belongs to vm 'vm1', not 'vm2'`);
     r = await api(url, '/v1/vms/vm1/resume', { body: { checkpointId: '../x' } });
     expect(r.status).toBe(400);
 
     // vm2 is suspended with one checkpoint: deleting it would lose the VM
-    const only = await api<{ message: string }>(url, `/v1/checkpoints/${d1}`, { method: 'DELETE' });
+    const only = await api<{ detail: string }>(url, `/v1/checkpoints/${d1}`, { method: 'DELETE' });
     expect(only.status).toBe(409);
-    expect(only.body.message).toMatch(/only image of suspended vm 'vm2'/);
+    expect(only.body.detail).toMatch(/only image of suspended vm 'vm2'/);
     expect((await api<CheckpointDto>(url, `/v1/checkpoints/${d1}`)).body.onlyImageOfSuspendedVm).toBe(true);
 
     // a running resume pins its checkpoint
@@ -152,14 +156,14 @@ describe('checkpoints', () => {
     expect(started.status).toBe(202);
     expect(started.body.checkpointId).toBe(c1);
     await until('resume running', async () => (await op(started.body.id)).state === 'running');
-    const busy = await api<{ message: string }>(url, `/v1/checkpoints/${c1}`, { method: 'DELETE' });
+    const busy = await api<{ detail: string }>(url, `/v1/checkpoints/${c1}`, { method: 'DELETE' });
     expect(busy.status).toBe(409);
-    expect(busy.body.message).toBe(`checkpoint '${c1}' is in use: resume ${started.body.id} of vm 'vm1' reads it; delete it once that operation ends`);
+    expect(busy.body.detail).toBe(`checkpoint '${c1}' is in use: resume ${started.body.id} of vm 'vm1' reads it; delete it once that operation ends`);
     expect((await api<CheckpointDto>(url, `/v1/checkpoints/${c1}`)).body.inUseBy).toBe(started.body.id);
     // a second resume of a VM that is resuming
     r = await api(url, '/v1/vms/vm1/resume', { body: { checkpointId: c2 } });
     expect(r.status).toBe(409);
-    expect(r.body.message).toMatch(/vm 'vm1' is not suspended \(state resuming\)/);
+    expect(r.body.detail).toMatch(/vm 'vm1' is not suspended \(state resuming\)/);
     agent.resumeGate = null;
     open();
     expect((await ended(started.body.id)).state).toBe('completed');
@@ -186,9 +190,9 @@ describe('checkpoints', () => {
     const viaLink = await fetch(url + link.body.url);
     expect(viaLink.status).toBe(200);
     expect(Buffer.from(await viaLink.arrayBuffer()).equals(bytes)).toBe(true);
-    const forged = await api<{ message: string }>(url, link.body.url.replace('format=v2', 'format=legacy&width=64'), { token: null });
+    const forged = await api<{ detail: string }>(url, link.body.url.replace('format=v2', 'format=legacy&width=64'), { token: null });
     expect(forged.status).toBe(403);
-    expect(forged.body.message).toMatch(/signature does not match/);
+    expect(forged.body.detail).toMatch(/signature does not match/);
     const otherId = await api(url, link.body.url.replace(c2, c3), { token: null });
     expect(otherId.status).toBe(403);
     const expired = link.body.url.replace(/expires=\d+/, 'expires=1000');
@@ -204,9 +208,9 @@ describe('checkpoints', () => {
     expect(outcome).not.toBe('clean 200');
     // the store's refusal (this synthetic HVM image has no legacy form either) comes back as its one-line 422
     const h1 = await api<CheckpointPage>(url, '/v1/checkpoints?vm=vm3');
-    const hvm = await api<{ message: string }>(url, `/v1/checkpoints/${h1.body.items[0]!.id}/image?format=legacy&width=64`);
+    const hvm = await api<{ detail: string }>(url, `/v1/checkpoints/${h1.body.items[0]!.id}/image?format=legacy&width=64`);
     expect(hvm.status).toBe(422);
-    expect(hvm.body.message).toMatch(/^checkpoint \S+ cannot be sent as legacy 64-bit: [^\n]+$/);
+    expect(hvm.body.detail).toMatch(/^checkpoint \S+ cannot be sent as legacy 64-bit: [^\n]+$/);
     const noWidth = await api<{ issues: { field: string; rule: string }[] }>(url, `/v1/checkpoints/${c2}/image?format=legacy`);
     expect(noWidth.status).toBe(400);
     expect(noWidth.body.issues[0]).toMatchObject({ field: 'width', rule: 'is required with format=legacy (32 or 64)' });
@@ -223,9 +227,9 @@ describe('checkpoints', () => {
 
     // removed behind the control plane's back (the store's retention, or someone with a store token)
     expect((await storeCall('DELETE', `/v1/checkpoints/${c2}`)).status).toBe(204);
-    const gone = await api<{ message: string }>(url, `/v1/checkpoints/${c2}`);
+    const gone = await api<{ detail: string }>(url, `/v1/checkpoints/${c2}`);
     expect(gone.status).toBe(404);
-    expect(gone.body.message).toBe(`checkpoint '${c2}' is no longer in the suspend-store (removed by its retention, or deleted there)`);
+    expect(gone.body.detail).toBe(`checkpoint '${c2}' is no longer in the suspend-store (removed by its retention, or deleted there)`);
     expect((await api<CheckpointPage>(url, '/v1/checkpoints?vm=vm1')).body.items.map((c) => c.id)).toEqual([c3]);
 
     // deleting the VM's latest checkpoint: the VM then points at its newest remaining one (none here)
@@ -240,9 +244,9 @@ describe('checkpoints', () => {
   it('the store answers for itself: a wrong store token is a 502 that says which variable to set', async () => {
     const other = await w.cp({ FERRY_STORE_URL: store.url, FERRY_STORE_TOKEN: 'not-the-store-token' });
     const c = await suspend('vm1');
-    const r = await api<{ message: string }>(other.url, `/v1/checkpoints/${c}`);
+    const r = await api<{ detail: string }>(other.url, `/v1/checkpoints/${c}`);
     expect(r.status).toBe(502);
-    expect(r.body.message).toMatch(/refused the control plane's token .* set FERRY_STORE_TOKEN/);
+    expect(r.body.detail).toMatch(/refused the control plane's token .* set FERRY_STORE_TOKEN/);
     const list = await api<CheckpointPage>(other.url, '/v1/checkpoints?vm=vm1');
     expect(list.status).toBe(200);
     expect(list.body.retentionPolicy).toBeNull();

@@ -10,7 +10,7 @@ it('the typed client drives the API: hosts, vms, migrate with live progress, pla
   await w.agent(url, { hostId: 'old', toolstack: LEGACY32, guests: [guest('c1'), guest('c2')], rounds: 4 });
   await w.agent(url, { hostId: 'new', toolstack: V2_64 });
   const c = new FerryClient({ baseUrl: url + '/', token: ADMIN });
-  expect((await c.hosts.list()).map((h) => h.id)).toEqual(['new', 'old']);
+  expect((await c.hosts.all()).map((h) => h.id)).toEqual(['new', 'old']);
   expect((await c.vms.list({ host: 'old' })).total).toBe(2);
   const m = await c.migrations.create({ vm: 'c1', mode: 'live' });
   const seen: MigrationDto[] = [];

@@ -56,3 +56,26 @@ it('GET /v1/events streams every state change and progress tick; Last-Event-ID r
   expect(replay[0]!.id).toBe(events[1]!.id);
   await until('done', async () => true);
 });
+
+it('an idle stream gets a keep-alive comment every FERRY_SSE_KEEPALIVE_MS (15 s by default), and the client ignores it', async () => {
+  const { url } = await w.cp({ FERRY_SSE_KEEPALIVE_MS: '100' });
+  const ctrl = new AbortController();
+  const res = await fetch(`${url}/v1/events?entity=campaign&id=none`, { headers: { authorization: `Bearer ${VIEWER}` }, signal: ctrl.signal });
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let text = '';
+  const timer = setTimeout(() => ctrl.abort(), 10_000);
+  try {
+    while ((text.match(/^: keep-alive$/gm) ?? []).length < 2) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+    }
+  } finally {
+    clearTimeout(timer);
+    ctrl.abort();
+  }
+  expect(text).toMatch(/^event: hello$/m);
+  // whole comment blocks, never inside a message
+  expect(text.split('\n\n').filter((b) => b.includes('keep-alive')).every((b) => b.trim() === ': keep-alive')).toBe(true);
+});

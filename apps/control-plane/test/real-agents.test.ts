@@ -56,7 +56,7 @@ it('real agents: legacy -> v2 live migration keeps the digest; campaign survives
   // inventory new1 reports after the move must still show the digest r1 had before it
   agent(cp.url, 'new1', '4.17-64', '', '0');
   agent(cp.url, 'new2', '4.17-64', 'r3:pv64:16M:1:9');
-  await until('3 hosts online', async () => (await api<HostDto[]>(cp.url, '/v1/hosts')).body.filter((h) => h.state === 'online').length === 3, 60_000);
+  await until('3 hosts online', async () => (await api<{ items: HostDto[] }>(cp.url, '/v1/hosts')).body.items.filter((h) => h.state === 'online').length === 3, 60_000);
   // r1 dirties no memory (rate 0), so its digest must survive the move unchanged
   const before = (await api<VmDto>(cp.url, '/v1/vms/r1')).body;
   expect(before.memoryDigest).toBeTruthy();

@@ -6,6 +6,7 @@ import type * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { AppModule } from './app.module';
+import { completeStoreDocument } from './common/openapi';
 import { loadConfig, type StoreConfig } from './config';
 
 export { loadConfig, ConfigError, parseBytes, parseDuration } from './config';
@@ -50,7 +51,7 @@ export async function startSuspendStore(env: NodeJS.ProcessEnv = process.env): P
     .setVersion('1')
     .addBearerAuth()
     .build();
-  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'docs-json' });
+  SwaggerModule.setup('docs', app, () => completeStoreDocument(SwaggerModule.createDocument(app, doc)), { jsonDocumentUrl: 'docs-json' });
   app.enableShutdownHooks();
   await app.listen(config.port, config.host);
   const addr = app.getHttpServer().address() as AddressInfo;

@@ -100,7 +100,7 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
       expect((await put('sum-ok', img, `vm=vm-sum&sha256=${sha256(img)}`)).status).toBe(201);
       const bad = await put('sum-bad', img, `vm=vm-sum&sha256=${'0'.repeat(64)}`);
       expect(bad.status).toBe(422);
-      expect(((await bad.json()) as { message: string }).message).toMatch(/sha256/);
+      expect(((await bad.json()) as { detail: string }).detail).toMatch(/sha256/);
       await expectNothing('sum-bad');
     });
 
@@ -108,13 +108,13 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
       const junk = Buffer.alloc(200_000, 0x5a);
       const r1 = await put('junk-1', junk);
       expect(r1.status).toBe(422);
-      const e1 = (await r1.json()) as { message: string; error: string };
-      expect(e1.message.length).toBeGreaterThan(10);
-      expect(e1.message).not.toContain('\n');
+      const e1 = (await r1.json()) as { detail: string };
+      expect(e1.detail.length).toBeGreaterThan(10);
+      expect(e1.detail).not.toContain('\n');
       await expectNothing('junk-1');
       const r2 = await put('trunc-1', img.subarray(0, Math.floor(img.length / 2)));
       expect(r2.status).toBe(422);
-      expect(((await r2.json()) as { error: string }).error).toBe('truncated');
+      expect(((await r2.json()) as { reason: string }).reason).toBe('truncated');
       await expectNothing('trunc-1');
       const r3 = await put('empty-1', Buffer.alloc(0));
       expect(r3.status).toBe(422);
@@ -129,7 +129,7 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
       for (const id of ['-x', '.hidden', 'a..b', 'x'.repeat(129), 'a%2F..%2Fb', 'a%00b', 'a%20b', 'a:b']) {
         const r = await put(id, img);
         expect(r.status, id).toBe(400);
-        expect(((await r.json()) as { message: string }).message).toMatch(/invalid checkpoint id/);
+        expect(((await r.json()) as { detail: string }).detail).toMatch(/invalid checkpoint id/);
       }
       expect((await put('p-1', img, '')).status).toBe(400);
       expect((await put('p-1', img, 'vm=../etc')).status).toBe(400);
@@ -211,7 +211,7 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
       expect((await put('auth-1', img, 'vm=v', token)).status).toBe(403);
       expect((await store.call('GET', '/v1/checkpoints', { token })).status).toBe(200);
       expect((await store.call('POST', '/v1/tokens', { token, body: '{}', headers: { 'content-type': 'application/json' } })).status).toBe(403);
-      const listed = (await (await store.call('GET', '/v1/tokens')).json()) as { id: string; token?: string; hash?: string }[];
+      const listed = ((await (await store.call('GET', '/v1/tokens')).json()) as { items: { id: string; token?: string; hash?: string }[] }).items;
       expect(listed.find((t) => t.id === id)).toMatchObject({ id, scopes: ['read'] });
       expect(JSON.stringify(listed)).not.toContain(token);
       const bad = await store.call('POST', '/v1/tokens', { body: JSON.stringify({ scopes: ['root'] }), headers: { 'content-type': 'application/json' } });
@@ -278,7 +278,7 @@ export function behaviourSuite(name: string, setup: () => Promise<BackendUnderTe
       // (The whole block is checked before its first byte goes out: here that gives a clean 500.)
       const bad = await store.call('GET', '/v1/checkpoints/rot-1', { headers: { range: `bytes=${9 * 1024 * 1024}-${9 * 1024 * 1024 + 100}` } });
       expect(bad.status).toBe(500);
-      expect(((await bad.json()) as { error: string }).error).toBe('integrity');
+      expect(((await bad.json()) as { reason: string }).reason).toBe('integrity');
       const good = await store.call('GET', '/v1/checkpoints/rot-1', { headers: { range: 'bytes=0-100' } });
       expect((await bodyOf(good)).equals(big.subarray(0, 101))).toBe(true);
       // A shorter object: HEAD and GET both fail loudly.

@@ -84,7 +84,7 @@ describe('suspend-store against hostile clients', () => {
     expect(bad.status).toBe(401);
     const tooBig = await store.call('POST', '/v1/tokens', { body: big, headers: { 'content-type': 'application/json' } });
     expect(tooBig.status).toBe(413);
-    expect(((await tooBig.json()) as { error: string }).error).toBe('too_large');
+    expect(((await tooBig.json()) as { reason: string }).reason).toBe('too_large');
     const malformed = await store.call('POST', '/v1/tokens', { body: '{"name":', headers: { 'content-type': 'application/json' } });
     expect(malformed.status).toBe(400);
     // a lying Content-Length of 50 MB is refused from the header, without reading a byte of it

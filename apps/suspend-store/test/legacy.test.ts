@@ -119,7 +119,7 @@ describe('legacy images through the store', () => {
     expect((await store.call('PUT', '/v1/checkpoints/be-1?vm=vm-be', { body: be })).status).toBe(201);
     const r = await store.call('GET', '/v1/checkpoints/be-1?format=legacy&width=64');
     expect(r.status).toBe(422);
-    expect(((await r.json()) as { message: string }).message).toMatch(/legacy 64-bit/);
+    expect(((await r.json()) as { detail: string }).detail).toMatch(/legacy 64-bit/);
   });
 
   it('a legacy image declared with the wrong format is refused with 422 and no trace', async () => {

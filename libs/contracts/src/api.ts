@@ -1,31 +1,20 @@
 /**
  * REST DTOs shared by the control plane, the dashboard and the CLI (all under /v1).
- * Times are ISO-8601 strings. Lists are `Page<T>` with `limit`/`offset` query parameters.
+ * Times are ISO-8601 strings. Lists are `Page<T>` (page.ts) with `limit`/`cursor` query parameters;
+ * errors are problem details (problem.ts).
  */
 import type { Bitness, ByteOrder, GuestType, RestoreFormat, StreamFormat, Toolstack } from './toolstack';
 import type { MigrationMode, MigrationPhase, MigrationProgress } from './migration';
 import type { GuestRunState, HostCapacity } from './jobs';
 import type { CheckpointDto } from './checkpoints';
+import type { Problem } from './problem';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 /** In rising rank: each may do what the ones before it may. */
 export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
 
-export interface Page<T> {
-  items: T[];
-  total: number;
-  limit: number;
-  offset: number;
-}
-
-/** Body of every 4xx/5xx answer. */
-export interface ApiError {
-  statusCode: number;
-  error: string;
-  message: string;
-  /** Validation failures: one entry per field, e.g. { field: 'mode', rule: 'one of live|cold' }. */
-  issues?: { field: string; rule: string }[];
-}
+/** Body of every 4xx/5xx answer: an RFC 9457 problem (problem.ts). */
+export type ApiError = Problem;
 
 // ---------- hosts ----------
 
@@ -190,7 +179,7 @@ export interface MigrationListQuery {
   /** active = not terminal */
   active?: boolean;
   limit?: number;
-  offset?: number;
+  cursor?: string;
 }
 
 // ---------- campaigns ----------

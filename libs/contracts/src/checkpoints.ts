@@ -7,7 +7,7 @@
  * (streamed through the control plane) and resume from any of them.
  */
 import { z } from 'zod';
-import type { Page } from './api';
+import { cursorPageQuery, type Page } from './page';
 import { HOST_ID_PATTERN, VM_ID_PATTERN, type VmSpec } from './jobs';
 
 /** The suspend-store's id rule: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit, no `..`. */
@@ -18,12 +18,11 @@ export const checkpointIdSchema = z
   .regex(CHECKPOINT_ID_PATTERN, 'must be 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit')
   .refine((s) => !s.includes('..'), 'must not contain ..');
 
-/** `GET /v1/checkpoints?vm=&limit=&offset=`: newest first, pages as every other control-plane list. */
+/** `GET /v1/checkpoints?vm=&limit=&cursor=`: newest first, pages as every other collection. */
 export const checkpointListQuerySchema = z
   .object({
     vm: z.string().regex(VM_ID_PATTERN, 'must match [A-Za-z0-9_.-]{1,128}').optional(),
-    limit: z.coerce.number().int('must be an integer').min(1).max(500).default(50),
-    offset: z.coerce.number().int('must be an integer').min(0).max(1_000_000).default(0),
+    ...cursorPageQuery,
   })
   .strict();
 export type CheckpointListQuery = z.input<typeof checkpointListQuerySchema>;

@@ -19,10 +19,11 @@ import type {
   HostDto,
   MigrationDto,
   MigrationListQuery,
+  HostState,
   OperationDto,
-  Page,
   VmDto,
 } from './api';
+import type { Page } from './page';
 import type { CheckpointDownloadLinkDto, CheckpointDto, CheckpointImageQuery, CheckpointListQuery, CheckpointPage } from './checkpoints';
 
 export class FerryApiError extends Error {
@@ -31,7 +32,11 @@ export class FerryApiError extends Error {
     readonly status: number,
     readonly body: ApiError | string,
   ) {
-    super(typeof body === 'string' ? `HTTP ${status}: ${body}` : `HTTP ${status}: ${body.message}`);
+    super(typeof body === 'string' ? `HTTP ${status}: ${body}` : `HTTP ${status}: ${body.detail}`);
+  }
+  /** The problem's `type` URI (libs/contracts/src/problem.ts), when the answer was a problem. */
+  get type(): string | undefined {
+    return typeof this.body === 'string' ? undefined : this.body.type;
   }
 }
 
@@ -56,6 +61,7 @@ function newKey(): string {
 }
 
 const enc = encodeURIComponent;
+const idem = (key: string | undefined): Record<string, string> => (key ? { 'idempotency-key': key } : {});
 
 export class FerryClient {
   private readonly base: string;
@@ -69,7 +75,7 @@ export class FerryClient {
   async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     const res = await this.f(this.base + path, {
       method,
-      headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json, application/problem+json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
@@ -84,24 +90,27 @@ export class FerryClient {
   }
 
   readonly hosts = {
-    list: () => this.request<HostDto[]>('GET', '/v1/hosts'),
+    list: (q: { state?: HostState; limit?: number; cursor?: string } = {}) => this.request<Page<HostDto>>('GET', `/v1/hosts${qs(q)}`),
+    /** Every host, following nextCursor. */
+    all: () => this.collect((cursor) => this.hosts.list({ limit: 500, cursor })),
     get: (id: string) => this.request<HostDto>('GET', `/v1/hosts/${enc(id)}`),
-    drain: (id: string, evacuate = true) => this.request<HostDto & { migrations: string[] }>('POST', `/v1/hosts/${enc(id)}/drain`, { evacuate }),
+    drain: (id: string, evacuate = true, idempotencyKey?: string) =>
+      this.request<HostDto & { migrations: string[] }>('POST', `/v1/hosts/${enc(id)}/drain`, { evacuate }, idem(idempotencyKey)),
     undrain: (id: string) => this.request<HostDto>('DELETE', `/v1/hosts/${enc(id)}/drain`),
     maintenance: (id: string, enabled: boolean) => this.request<HostDto>('POST', `/v1/hosts/${enc(id)}/maintenance`, { enabled }),
   };
 
   readonly vms = {
-    list: (q: { host?: string; state?: string; limit?: number; offset?: number } = {}) => this.request<Page<VmDto>>('GET', `/v1/vms${qs(q)}`),
+    list: (q: { host?: string; state?: string; limit?: number; cursor?: string } = {}) => this.request<Page<VmDto>>('GET', `/v1/vms${qs(q)}`),
     get: (id: string) => this.request<VmDto>('GET', `/v1/vms/${enc(id)}`),
-    suspend: (id: string) => this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/suspend`, {}),
+    suspend: (id: string, idempotencyKey?: string) => this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/suspend`, {}, idem(idempotencyKey)),
     /** From the latest checkpoint unless `checkpointId` names another of this VM's. */
-    resume: (id: string, host?: string, checkpointId?: string) =>
-      this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/resume`, { ...(host ? { host } : {}), ...(checkpointId ? { checkpointId } : {}) }),
+    resume: (id: string, host?: string, checkpointId?: string, idempotencyKey?: string) =>
+      this.request<OperationDto>('POST', `/v1/vms/${enc(id)}/resume`, { ...(host ? { host } : {}), ...(checkpointId ? { checkpointId } : {}) }, idem(idempotencyKey)),
   };
 
   readonly operations = {
-    list: (q: { limit?: number; offset?: number } = {}) => this.request<Page<OperationDto>>('GET', `/v1/operations${qs(q)}`),
+    list: (q: { limit?: number; cursor?: string } = {}) => this.request<Page<OperationDto>>('GET', `/v1/operations${qs(q)}`),
     get: (id: string) => this.request<OperationDto>('GET', `/v1/operations/${enc(id)}`),
   };
 
@@ -115,8 +124,9 @@ export class FerryClient {
 
   readonly campaigns = {
     plan: (req: CreateCampaignRequest) => this.request<CampaignPlanDto>('POST', '/v1/campaigns/plan', req),
-    create: (req: CreateCampaignRequest) => this.request<CampaignDto>('POST', '/v1/campaigns', req),
-    list: (q: { limit?: number; offset?: number } = {}) => this.request<Page<CampaignDto>>('GET', `/v1/campaigns${qs(q)}`),
+    /** 201; pass the same idempotencyKey to retry safely (one is generated otherwise). */
+    create: (req: CreateCampaignRequest, idempotencyKey: string = newKey()) => this.request<CampaignDto>('POST', '/v1/campaigns', req, idem(idempotencyKey)),
+    list: (q: { limit?: number; cursor?: string } = {}) => this.request<Page<CampaignDto>>('GET', `/v1/campaigns${qs(q)}`),
     get: (id: string) => this.request<CampaignDto>('GET', `/v1/campaigns/${enc(id)}`),
     pause: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/pause`),
     resume: (id: string) => this.request<CampaignDto>('POST', `/v1/campaigns/${enc(id)}/resume`),
@@ -155,6 +165,18 @@ export class FerryClient {
   };
 
   health = () => this.request<HealthDto>('GET', '/readyz');
+
+  /** Every item of a collection, page after page (following nextCursor). */
+  async collect<T>(page: (cursor: string | undefined) => Promise<Page<T>>): Promise<T[]> {
+    const out: T[] = [];
+    let cursor: string | undefined;
+    do {
+      const p = await page(cursor);
+      out.push(...p.items);
+      cursor = p.nextCursor ?? undefined;
+    } while (cursor);
+    return out;
+  }
 
   /**
    * Server-sent events (GET /v1/events) as an async iterable. Filter by entity and id;

@@ -6,3 +6,6 @@ export * from './api';
 export * from './checkpoints';
 export * from './client';
 export * from './sse';
+export * from './problem';
+export * from './page';
+export * from './responses';

@@ -68,12 +68,7 @@ export function checkpointDetail(c: CheckpointDto): string {
 
 /** Every page of the list (the API caps a page at 500). */
 async function listAll(ctx: Ctx, vm: string | undefined): Promise<CheckpointDto[]> {
-  const items: CheckpointDto[] = [];
-  for (;;) {
-    const p = await ctx.client.checkpoints.list({ ...(vm ? { vm } : {}), limit: 500, offset: items.length });
-    items.push(...p.items);
-    if (!p.items.length || items.length >= p.total) return items;
-  }
+  return ctx.client.collect<CheckpointDto>((cursor) => ctx.client.checkpoints.list({ ...(vm ? { vm } : {}), limit: 500, cursor }));
 }
 
 /**

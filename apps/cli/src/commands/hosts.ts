@@ -21,7 +21,7 @@ export async function run(argv: string[]): Promise<number> {
     switch (sub) {
       case 'list': {
         if (!need(ctx.positionals.length ? 1 : 0)) return usageError(ctx, 'list takes no arguments');
-        const hs = await c.hosts.list();
+        const hs = await c.hosts.all();
         if (ctx.json) printJson(hs);
         else process.stdout.write(hs.length ? hostsTable(hs) : 'no hosts\n');
         return 0;

@@ -17,15 +17,10 @@ export async function run(argv: string[]): Promise<number> {
   try {
     if (sub === 'list') {
       if (ctx.positionals.length > 1) return usageError(ctx, 'list takes no arguments');
-      const items: VmDto[] = [];
-      let total = Infinity;
       // every page: the API caps a page at 500
-      while (items.length < total) {
-        const p = await ctx.client.vms.list({ host: ctx.values.host as string | undefined, state: ctx.values.state as string | undefined, limit: 500, offset: items.length });
-        total = p.total;
-        items.push(...p.items);
-        if (!p.items.length) break;
-      }
+      const items: VmDto[] = await ctx.client.collect((cursor) =>
+        ctx.client.vms.list({ host: ctx.values.host as string | undefined, state: ctx.values.state as string | undefined, limit: 500, cursor }),
+      );
       if (ctx.json) printJson(items);
       else process.stdout.write(items.length ? vmsTable(items) : 'no VMs\n');
       return 0;

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import {
+  nextOffsetCursor,
   DEFAULT_UPGRADE_TOOLSTACK,
   canReceive,
   sameToolstack,
@@ -139,7 +140,7 @@ export class CampaignsService {
   async list(limit: number, offset: number): Promise<Page<CampaignDto>> {
     const { items, total } = await this.repo.list(limit, offset);
     const now = Date.now();
-    return { items: items.map((c) => campaignWithTiming(c, now)), total, limit, offset };
+    return { items: items.map((c) => campaignWithTiming(c, now)), total, limit, nextCursor: nextOffsetCursor(offset, items.length, total) };
   }
 
   /** pause / resume / abort: recorded as the campaign's control flag; the runner acts on it. */

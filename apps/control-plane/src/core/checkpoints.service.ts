@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { CheckpointDownloadLinkDto, CheckpointDto, CheckpointPage, CheckpointSummary, RetentionPolicyDto, VmSpec } from '@ferry/contracts';
+import { nextOffsetCursor, type CheckpointDownloadLinkDto, type CheckpointDto, type CheckpointPage, type CheckpointSummary, type RetentionPolicyDto, type VmSpec } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
 import { retentionOf } from './checkpoint-retention';
 import { CheckpointsRepository, type CheckpointRecord, type StoredCheckpoint } from './checkpoints.repo';
@@ -81,7 +81,7 @@ export class CheckpointsService implements OnApplicationBootstrap {
         return fresh && this.toDto(fresh, policy);
       }),
     );
-    return { items: items.filter((d): d is CheckpointDto => d !== null), total, limit: q.limit, offset: q.offset, retentionPolicy: policy };
+    return { items: items.filter((d): d is CheckpointDto => d !== null), total, limit: q.limit, nextCursor: nextOffsetCursor(q.offset, ids.length, total), retentionPolicy: policy };
   }
 
   /** One checkpoint, checked against the store: a checkpoint the store no longer has is forgotten (404). */

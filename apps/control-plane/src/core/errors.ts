@@ -1,21 +1,33 @@
-import { HttpException, HttpStatus } from '@nestjs/common';
+import { HttpException } from '@nestjs/common';
+import { PROBLEM_KINDS, problemKindForStatus, type FieldIssue, type ProblemKind } from '@ferry/contracts';
 
-/** 400 with field + rule, the shape every validation failure uses. */
-export class ValidationFailed extends HttpException {
-  constructor(issues: { field: string; rule: string }[]) {
+/**
+ * An error the HTTP layer answers as a problem (RFC 9457, libs/contracts/src/problem.ts): its kind
+ * gives `type`, `title` and `status`; the message is the one-line `detail`.
+ */
+export class ProblemError extends HttpException {
+  constructor(
+    readonly kind: ProblemKind,
+    readonly detail: string,
+    readonly issues?: FieldIssue[],
+    status: number = PROBLEM_KINDS[kind].status,
+  ) {
+    super(detail, status);
+  }
+}
+
+/** 400 naming each field and the rule it breaks. */
+export class ValidationFailed extends ProblemError {
+  constructor(issues: FieldIssue[]) {
     super(
-      {
-        statusCode: 400,
-        error: 'Bad Request',
-        message: issues.map((i) => `${i.field}: ${i.rule}`).join('; '),
-        issues,
-      },
-      HttpStatus.BAD_REQUEST,
+      'validation-failed',
+      issues.map((i) => `${i.field}: ${i.rule}`).join('; '),
+      issues,
     );
   }
 }
 
-export function fail(status: number, message: string, error?: string): HttpException {
-  const names: Record<number, string> = { 404: 'Not Found', 409: 'Conflict', 422: 'Unprocessable Entity', 403: 'Forbidden', 401: 'Unauthorized', 503: 'Service Unavailable' };
-  return new HttpException({ statusCode: status, error: error ?? names[status] ?? 'Error', message }, status);
+/** A refusal by status (the generic kind of that status) or by a more specific kind. */
+export function fail(status: number, message: string, kind?: ProblemKind): ProblemError {
+  return new ProblemError(kind ?? problemKindForStatus(status), message, undefined, status);
 }

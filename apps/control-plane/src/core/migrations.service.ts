@@ -7,6 +7,7 @@ import {
   cancelPayload,
   isCancellable,
   isTerminalPhase,
+  nextOffsetCursor,
   pastPointOfNoReturn,
   phaseIndex,
   type AgentReport,
@@ -92,10 +93,10 @@ export class MigrationsService {
     const stored = await this.repo.idempotent(idempotencyKey, `${id}|${hash}`, 10);
     if (stored !== `${id}|${hash}`) {
       const [existingId, h] = stored.split('|');
-      if (h !== hash) throw fail(422, 'Idempotency-Key was already used with a different request body');
+      if (h !== hash) throw fail(422, 'Idempotency-Key was already used with a different request body', 'idempotency-key-reused');
       const existing = await this.repo.get(existingId!);
       if (existing) return { created: false, migration: migrationToDto(existing) };
-      throw fail(409, 'a request with this Idempotency-Key is still being processed');
+      throw fail(409, 'a request with this Idempotency-Key is still being processed', 'idempotency-key-in-progress');
     }
     if (!(await this.vms.claim(vm.id, id))) {
       await this.repo.forgetIdempotent(idempotencyKey);
@@ -149,12 +150,12 @@ export class MigrationsService {
   async listRaw(q: { phase?: MigrationPhase; vm?: string; host?: string; campaign?: string; active?: boolean; limit: number; offset: number }): Promise<string | null> {
     const r = await this.repo.listJson(q);
     if (!r) return null;
-    return `{"items":[${r.items.join(',')}],"total":${r.total},"limit":${q.limit},"offset":${q.offset}}`;
+    return `{"items":[${r.items.join(',')}],"total":${r.total},"limit":${q.limit},"nextCursor":${JSON.stringify(nextOffsetCursor(q.offset, r.items.length, r.total))}}`;
   }
 
   async list(q: { phase?: MigrationPhase; vm?: string; host?: string; campaign?: string; active?: boolean; limit: number; offset: number }): Promise<Page<MigrationDto>> {
     const { items, total } = await this.repo.list(q);
-    return { items: items.map(migrationToDto), total, limit: q.limit, offset: q.offset };
+    return { items: items.map(migrationToDto), total, limit: q.limit, nextCursor: nextOffsetCursor(q.offset, items.length, total) };
   }
 
   /** Cancel: possible strictly before the point of no return; the VM stays on its source. */

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { HostJobProducer } from '@ferry/queue';
-import { canReceive, cancelPayload, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack, type VmSpec } from '@ferry/contracts';
+import { canReceive, cancelPayload, nextOffsetCursor, type AgentReport, type OperationDto, type OperationKind, type Page, type Toolstack, type VmSpec } from '@ferry/contracts';
 import { CP_CONFIG, type CpConfig } from '../config';
 import { CheckpointsService } from './checkpoints.service';
 import { fail } from './errors';
@@ -37,7 +37,7 @@ export class OperationsService {
   }
   async list(limit: number, offset: number): Promise<Page<OperationDto>> {
     const { items, total } = await this.repo.list(limit, offset);
-    return { items: items.map(opToDto), total, limit, offset };
+    return { items: items.map(opToDto), total, limit, nextCursor: nextOffsetCursor(offset, items.length, total) };
   }
 
   private async create(kind: OperationKind, fields: { id?: string; vmId?: string; hostId?: string | null; campaignId?: string | null; checkpointId?: string; payload?: Record<string, unknown> }): Promise<OperationRecord> {

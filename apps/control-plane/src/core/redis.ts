@@ -32,6 +32,8 @@ export class Keys {
   ckptsVm = (vmId: string) => `${this.p}:ckpts:vm:${vmId}`;
   campsSeq = () => `${this.p}:camps:seq`;
   idem = (key: string) => `${this.p}:idem:${key}`;
+  /** Idempotency-Key of an acting HTTP request (apps/control-plane/src/http/acting.ts). */
+  idemHttp = (key: string) => `${this.p}:idem-http:${key}`;
   events = () => `${this.p}:events`;
   lease = (name: string) => `${this.p}:lease:${name}`;
   seq = (name: string) => `${this.p}:seq:${name}`;

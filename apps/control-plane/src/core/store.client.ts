@@ -41,10 +41,10 @@ export class SuspendStoreClient {
       });
     } catch (e) {
       const err = e as Error & { cause?: { code?: string } };
-      if (err.name === 'TimeoutError') throw fail(504, `suspend-store at ${this.base} did not answer within ${TIMEOUT_MS} ms`, 'Gateway Timeout');
+      if (err.name === 'TimeoutError') throw fail(504, `suspend-store at ${this.base} did not answer within ${TIMEOUT_MS} ms`, 'gateway-timeout');
       const code = err.cause?.code ?? err.message;
       const unreachable = /^(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|UND_ERR_CONNECT_TIMEOUT)$/.test(code);
-      throw fail(502, `suspend-store at ${this.base} ${unreachable ? 'is unreachable' : 'broke off its answer'}: ${code}`, 'Bad Gateway');
+      throw fail(502, `suspend-store at ${this.base} ${unreachable ? 'is unreachable' : 'broke off its answer'}: ${code}`, 'bad-gateway');
     }
   }
 
@@ -52,14 +52,14 @@ export class SuspendStoreClient {
     const text = await res.text().catch(() => '');
     let message = text.slice(0, 300);
     try {
-      message = (JSON.parse(text) as { message?: string }).message ?? message;
+      message = (JSON.parse(text) as { detail?: string }).detail ?? message;
     } catch {
       /* not JSON */
     }
     if (res.status === 401 || res.status === 403) {
-      throw fail(502, `suspend-store refused the control plane's token (${res.status}: ${message}); set FERRY_STORE_TOKEN to a store token with read and write scopes`, 'Bad Gateway');
+      throw fail(502, `suspend-store refused the control plane's token (${res.status}: ${message}); set FERRY_STORE_TOKEN to a store token with read and write scopes`, 'bad-gateway');
     }
-    throw fail(502, `suspend-store answered ${res.status} to ${what}: ${message}`, 'Bad Gateway');
+    throw fail(502, `suspend-store answered ${res.status} to ${what}: ${message}`, 'bad-gateway');
   }
 
   /** The store's metadata of a checkpoint, or null when the store does not have it. */
@@ -132,11 +132,11 @@ export class SuspendStoreClient {
       const text = await res.text().catch(() => '');
       let message = text.slice(0, 300);
       try {
-        message = (JSON.parse(text) as { message?: string }).message ?? message;
+        message = (JSON.parse(text) as { detail?: string }).detail ?? message;
       } catch {
         /* not JSON */
       }
-      throw fail(res.status, message, res.status === 416 ? 'Range Not Satisfiable' : undefined);
+      throw fail(res.status, message, res.status === 416 ? 'range-not-satisfiable' : undefined);
     }
     return this.refused(res, `GET ${id}`);
   }

@@ -15,6 +15,11 @@ export const Roles = (role: Role) => SetMetadata(AUTH, { kind: 'role', role } sa
 /** Agent token bound to one hostId (checked against :hostId or body.hostId). */
 export const AgentOnly = () => SetMetadata(AUTH, { kind: 'agent' } satisfies AuthSpec);
 
+/** Whether a route handler needs no token. */
+export function isPublic(handler: object): boolean {
+  return (Reflect.getMetadata(AUTH, handler) as AuthSpec | undefined)?.kind === 'public';
+}
+
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
 
 /** The bits of the (express) request we use. */

@@ -3,10 +3,12 @@ import { ApiBearerAuth, ApiHeader, ApiOperation, ApiProduces, ApiResponse, ApiTa
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { checkpointIdSchema, checkpointImageQuerySchema, checkpointListQuerySchema, checkpointSignedImageQuerySchema } from '@ferry/contracts';
+import { checkpointIdSchema, checkpointImageQuerySchema, checkpointSignedImageQuerySchema } from '@ferry/contracts';
 import { CheckpointsService } from '../core/checkpoints.service';
 import { Public, Roles } from './auth';
-import { ZodPipe, type z } from './validation';
+import { QueryDoc } from './openapi';
+import { checkpointQuery } from './schemas';
+import { QueryPipe, ZodPipe, type z } from './validation';
 
 /** Headers of the store's image response that a download passes on. */
 const PASSED = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'x-ferry-sha256', 'x-ferry-vm', 'x-ferry-created', 'x-ferry-format', 'x-ferry-source-format'];
@@ -18,9 +20,9 @@ export class CheckpointsController {
   private readonly log = new Logger('Checkpoints');
   constructor(private readonly checkpoints: CheckpointsService) {}
 
-  @Get() @Roles('viewer')
+  @Get() @Roles('viewer') @QueryDoc(checkpointQuery)
   @ApiOperation({ summary: "checkpoints, newest first (vm= filters to one VM's), each with what the store's retention will do to it" })
-  list(@Query(new ZodPipe(checkpointListQuerySchema)) q: z.output<typeof checkpointListQuerySchema>) {
+  list(@Query(new QueryPipe(checkpointQuery)) q: z.output<typeof checkpointQuery>) {
     return this.checkpoints.list(q);
   }
 
@@ -38,7 +40,7 @@ export class CheckpointsController {
     await this.checkpoints.delete(id);
   }
 
-  @Post(':id/download-link') @HttpCode(200) @Roles('operator')
+  @Post(':id/download-link') @HttpCode(200) @Roles('operator') @QueryDoc(checkpointImageQuerySchema)
   @ApiOperation({ summary: 'a URL that downloads the image without a bearer header for the next minute (what a browser link needs)' })
   downloadLink(
     @Param('id', new ZodPipe(checkpointIdSchema, 'id')) id: string,
@@ -52,7 +54,7 @@ export class CheckpointsController {
    * token and a route to the control plane. The store checks every block as it streams and cuts the
    * transfer on a mismatch; the cut is passed on (the client sees a broken transfer, never a clean end).
    */
-  @Get(':id/image') @Roles('operator')
+  @Get(':id/image') @Roles('operator') @QueryDoc(checkpointImageQuerySchema)
   @ApiOperation({ summary: 'download the image (v2 as stored; format=legacy&width=32|64 down-converts); Range is passed to the store' })
   @ApiHeader({ name: 'Range', required: false, description: 'bytes=FIRST-LAST (v2 only)' })
   @ApiProduces('application/octet-stream')
@@ -66,7 +68,7 @@ export class CheckpointsController {
   }
 
   /** The same download, authorised by a link from POST download-link instead of a bearer header. */
-  @Get(':id/image/signed') @Public()
+  @Get(':id/image/signed') @Public() @QueryDoc(checkpointSignedImageQuerySchema)
   @ApiOperation({ summary: 'download the image with a link from POST /v1/checkpoints/{id}/download-link (no bearer header)' })
   @ApiProduces('application/octet-stream')
   async signedImage(

@@ -1,10 +1,21 @@
-import { Body, Controller, Delete, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res, Sse } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, Header, Headers, HttpCode, Inject, Param, Post, Query, Req, Res, Sse } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type Redis from 'ioredis';
 import { Observable } from 'rxjs';
-import type { AgentReport, CreateCampaignRequest, CreateMigrationRequest, HeartbeatRequest, HostJobName, RegisterRequest } from '@ferry/contracts';
+import {
+  nextOffsetCursor,
+  type AgentReport,
+  type CampaignDto,
+  type CreateCampaignRequest,
+  type CreateMigrationRequest,
+  type HeartbeatRequest,
+  type HostJobName,
+  type MigrationDto,
+  type OperationDto,
+  type RegisterRequest,
+} from '@ferry/contracts';
 import { HostJobProducer } from '@ferry/queue';
-import { REDIS } from '../config';
+import { CP_CONFIG, REDIS, type CpConfig } from '../config';
 import { AgentService } from '../core/agent.service';
 import { CampaignsService } from '../core/campaigns.service';
 import { DrainService } from '../core/drain.service';
@@ -16,9 +27,14 @@ import { HostsRepository, MigrationsRepository } from '../core/repos';
 import { AgentOnly, Public, Roles, type AuthedRequest } from './auth';
 import { EventsHub, type SseMessage } from './events.hub';
 import * as S from './schemas';
-import { QueryPipe, ValidHeader, ZodPipe, jsonSchema, parse, z } from './validation';
+import { QueryPipe, ZodPipe, parse, z } from './validation';
+import { QueryDoc, jsonSchema } from './openapi';
+import { Acting } from './acting';
+import { newId } from '../core/redis';
 
 const body = (schema: z.ZodTypeAny) => ApiBody({ schema: jsonSchema(schema) });
+/** A suspend or resume answers with its operation, found at /v1/operations/{id}. */
+const toOperation = { location: (o: OperationDto) => `/v1/operations/${encodeURIComponent(o.id)}` };
 
 @ApiTags('hosts')
 @ApiBearerAuth()
@@ -28,13 +44,14 @@ export class HostsController {
     private readonly hosts: HostsService,
     private readonly drains: DrainService,
   ) {}
-  @Get() @Roles('viewer') list() {
-    return this.hosts.list();
+  @Get() @Roles('viewer') @QueryDoc(S.hostQuery) async list(@Query(new QueryPipe(S.hostQuery)) q: z.output<typeof S.hostQuery>) {
+    const all = await this.hosts.list();
+    return S.pageOf(q.state ? all.filter((h) => h.state === q.state) : all, q);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.hostId, 'id')) id: string) {
     return this.hosts.get(id);
   }
-  @Post(':id/drain') @HttpCode(200) @Roles('operator') @body(S.drain) @ApiOperation({ summary: 'stop placing work on the host; evacuate (default) queues a live migration per VM' })
+  @Post(':id/drain') @HttpCode(200) @Roles('operator') @Acting() @body(S.drain) @ApiOperation({ summary: 'stop placing work on the host; evacuate (default) queues a live migration per VM' })
   drain(@Param('id', new ZodPipe(S.hostId, 'id')) id: string, @Body(new ZodPipe(S.drain)) b: z.output<typeof S.drain>) {
     return this.drains.drain(id, b.evacuate ?? true);
   }
@@ -46,7 +63,7 @@ export class HostsController {
   credentials(@Param('id', new ZodPipe(S.hostId, 'id')) id: string) {
     return this.hosts.agentCredentials(id);
   }
-  @Post(':id/maintenance') @HttpCode(200) @Roles('operator') @body(S.maintenance)
+  @Post(':id/maintenance') @HttpCode(200) @Roles('operator') @Acting() @body(S.maintenance)
   maintenance(@Param('id', new ZodPipe(S.hostId, 'id')) id: string, @Body(new ZodPipe(S.maintenance)) b: z.output<typeof S.maintenance>) {
     return this.hosts.setFlag(id, 'maintenance', b.enabled);
   }
@@ -60,18 +77,18 @@ export class VmsController {
     private readonly hosts: HostsService,
     private readonly ops: OperationsService,
   ) {}
-  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.vmQuery)) q: z.output<typeof S.vmQuery>) {
+  @Get() @Roles('viewer') @QueryDoc(S.vmQuery) async list(@Query(new QueryPipe(S.vmQuery)) q: z.output<typeof S.vmQuery>) {
     const r = await this.hosts.listVms(q);
-    return { ...r, limit: q.limit, offset: q.offset };
+    return { ...r, limit: q.limit, nextCursor: nextOffsetCursor(q.offset, r.items.length, r.total) };
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.vmId, 'id')) id: string) {
     return this.hosts.getVm(id);
   }
-  @Post(':id/suspend') @HttpCode(202) @Roles('operator') @body(S.suspendBody) @ApiOperation({ summary: 'suspend the VM into the suspend-store' })
+  @Post(':id/suspend') @HttpCode(202) @Roles('operator') @Acting(toOperation) @body(S.suspendBody) @ApiOperation({ summary: 'suspend the VM into the suspend-store' })
   suspend(@Param('id', new ZodPipe(S.vmId, 'id')) id: string, @Body(new ZodPipe(S.suspendBody)) _b: unknown) {
     return this.ops.suspend(id);
   }
-  @Post(':id/resume') @HttpCode(202) @Roles('operator') @body(S.resumeBody)
+  @Post(':id/resume') @HttpCode(202) @Roles('operator') @Acting(toOperation) @body(S.resumeBody)
   @ApiOperation({ summary: 'resume a suspended VM from its latest checkpoint, or from checkpointId (any of its checkpoints); host picked when absent' })
   resume(@Param('id', new ZodPipe(S.vmId, 'id')) id: string, @Body(new ZodPipe(S.resumeBody)) b: z.output<typeof S.resumeBody>) {
     return this.ops.resume(id, b.host, null, undefined, b.checkpointId);
@@ -83,7 +100,7 @@ export class VmsController {
 @Controller('v1/operations')
 export class OperationsController {
   constructor(private readonly ops: OperationsService) {}
-  @Get() @Roles('viewer') list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
+  @Get() @Roles('viewer') @QueryDoc(S.pageSchema) list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
     return this.ops.list(q.limit, q.offset);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
@@ -96,12 +113,13 @@ export class OperationsController {
 @Controller('v1/migrations')
 export class MigrationsController {
   constructor(private readonly migrations: MigrationsService) {}
-  @Post() @HttpCode(202) @Roles('operator') @body(S.createMigration) @ApiHeader({ name: 'Idempotency-Key', required: true })
+  @Post() @HttpCode(202) @Roles('operator') @Acting<MigrationDto>({ location: (m) => `/v1/migrations/${encodeURIComponent(m.id)}`, idempotency: 'service' }) @body(S.createMigration)
   @ApiOperation({ summary: 'queue a migration (202); the scheduler picks a target when none is given' })
-  async create(@ValidHeader({ name: 'idempotency-key', schema: S.idemKey }) key: string, @Body(new ZodPipe(S.createMigration)) b: CreateMigrationRequest) {
-    return (await this.migrations.create(b, key)).migration;
+  async create(@Headers('idempotency-key') key: string | undefined, @Body(new ZodPipe(S.createMigration)) b: CreateMigrationRequest) {
+    // without a key the request is keyed by itself alone: a retry makes a second migration (or a 409)
+    return (await this.migrations.create(b, key ?? newId('idem'))).migration;
   }
-  @Get() @Roles('viewer') async list(@Query(new QueryPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
+  @Get() @Roles('viewer') @QueryDoc(S.migrationQuery) async list(@Query(new QueryPipe(S.migrationQuery)) q: z.output<typeof S.migrationQuery>, @Res({ passthrough: true }) res: { type(t: string): unknown }) {
     const raw = await this.migrations.listRaw(q);
     if (raw === null) return this.migrations.list(q);
     res.type('application/json');
@@ -110,7 +128,7 @@ export class MigrationsController {
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.migrations.get(id);
   }
-  @Post(':id/cancel') @HttpCode(200) @Roles('operator') @ApiOperation({ summary: 'cancel before the point of no return (409 after it or once finished; 200 unchanged when already cancelled)' })
+  @Post(':id/cancel') @HttpCode(200) @Roles('operator') @Acting() @ApiOperation({ summary: 'cancel before the point of no return (409 after it or once finished; 200 unchanged when already cancelled)' })
   cancel(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.migrations.cancel(id);
   }
@@ -125,22 +143,23 @@ export class CampaignsController {
   plan(@Body(new ZodPipe(S.createCampaign)) b: CreateCampaignRequest) {
     return this.campaigns.plan(b);
   }
-  @Post() @HttpCode(201) @Roles('admin') @body(S.createCampaign) create(@Body(new ZodPipe(S.createCampaign)) b: CreateCampaignRequest) {
+  @Post() @HttpCode(201) @Roles('admin') @Acting<CampaignDto>({ location: (c) => `/v1/campaigns/${encodeURIComponent(c.id)}` }) @body(S.createCampaign)
+  create(@Body(new ZodPipe(S.createCampaign)) b: CreateCampaignRequest) {
     return this.campaigns.create(b);
   }
-  @Get() @Roles('viewer') list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
+  @Get() @Roles('viewer') @QueryDoc(S.pageSchema) list(@Query(new QueryPipe(S.pageSchema)) q: z.output<typeof S.pageSchema>) {
     return this.campaigns.list(q.limit, q.offset);
   }
   @Get(':id') @Roles('viewer') get(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.campaigns.get(id);
   }
-  @Post(':id/pause') @HttpCode(200) @Roles('operator') pause(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
+  @Post(':id/pause') @HttpCode(200) @Roles('operator') @Acting() pause(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.campaigns.control(id, 'pause');
   }
-  @Post(':id/resume') @HttpCode(200) @Roles('operator') resume(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
+  @Post(':id/resume') @HttpCode(200) @Roles('operator') @Acting() resume(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.campaigns.control(id, 'resume');
   }
-  @Post(':id/abort') @HttpCode(200) @Roles('admin') abort(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
+  @Post(':id/abort') @HttpCode(200) @Roles('admin') @Acting() abort(@Param('id', new ZodPipe(S.anyId, 'id')) id: string) {
     return this.campaigns.control(id, 'abort');
   }
 }
@@ -187,9 +206,23 @@ const eventsQuery = z.object({ entity: z.enum(['host', 'vm', 'migration', 'campa
 @ApiBearerAuth()
 @Controller('v1/events')
 export class EventsController {
-  constructor(private readonly hub: EventsHub) {}
-  @Sse() @Roles('viewer') @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes)' })
-  events(@Req() req: AuthedRequest, @Query(new QueryPipe(eventsQuery)) q: z.output<typeof eventsQuery>): Observable<SseMessage> {
+  constructor(
+    private readonly hub: EventsHub,
+    @Inject(CP_CONFIG) private readonly cfg: CpConfig,
+  ) {}
+  @Sse() @Roles('viewer') @QueryDoc(eventsQuery)
+  @ApiOperation({ summary: 'server-sent events: every state change and progress tick (Last-Event-ID resumes); a `: keep-alive` comment every 15 s' })
+  events(
+    @Req() req: AuthedRequest & { on(ev: 'close', f: () => void): unknown },
+    @Res({ passthrough: true }) res: { write(chunk: string): boolean; writableEnded: boolean },
+    @Query(new QueryPipe(eventsQuery)) q: z.output<typeof eventsQuery>,
+  ): Observable<SseMessage> {
+    // A comment line is ignored by every SSE client; Nest's SSE writer sends whole messages in
+    // single writes, so this one never lands inside a message.
+    const keepAlive = setInterval(() => {
+      if (!res.writableEnded) res.write(': keep-alive\n\n');
+    }, this.cfg.FERRY_SSE_KEEPALIVE_MS);
+    req.on('close', () => clearInterval(keepAlive));
     const last = req.headers['last-event-id'];
     const lastId = typeof last === 'string' && /^\d+-\d+$/.test(last) ? last : undefined;
     return this.hub.stream(lastId, (e) => (!q.entity || e.entity === q.entity) && (!q.id || e.entityId === q.id));

@@ -1,16 +1,50 @@
-import { AGENT_ERROR_CODES, HOST_ID_PATTERN, HOST_JOB_NAMES, MIGRATION_PHASES, VM_ID_PATTERN, resumeRequestSchema } from '@ferry/contracts';
+import {
+  AGENT_ERROR_CODES,
+  checkpointListQuerySchema,
+  cursorPageQuery,
+  decodeOffsetCursor,
+  HOST_ID_PATTERN,
+  HOST_JOB_NAMES,
+  MIGRATION_PHASES,
+  VM_ID_PATTERN,
+  nextOffsetCursor,
+  resumeRequestSchema,
+  type Page,
+} from '@ferry/contracts';
 import { z } from './validation';
 
 export const hostId = z.string().regex(HOST_ID_PATTERN, 'must match [A-Za-z0-9_.-]{1,64}');
 export const vmId = z.string().regex(VM_ID_PATTERN, 'must match [A-Za-z0-9_.-]{1,128}');
 export const anyId = z.string().regex(/^[A-Za-z0-9_.-]{1,200}$/, 'must match [A-Za-z0-9_.-]{1,200}');
-export const idemKey = z.string({ required_error: 'is required (Idempotency-Key header)' }).min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+/** `Idempotency-Key` (optional on every acting POST): 1-200 printable ASCII characters. */
+export const idemKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 
-export const pageQuery = {
-  limit: z.coerce.number().int('must be an integer').min(1).max(500).default(50),
-  offset: z.coerce.number().int('must be an integer').min(0).max(1_000_000).default(0),
-};
-export const pageSchema = z.object(pageQuery).strict();
+export const pageQuery = cursorPageQuery;
+
+/**
+ * A collection's query (filters + limit + cursor) that also yields the position the cursor names;
+ * a cursor this service did not hand out is a 400 on `cursor`.
+ */
+export function paged<T extends z.ZodRawShape>(schema: z.ZodObject<T, 'strict'>) {
+  return schema.transform((q, ctx) => {
+    const cursor = (q as { cursor?: string }).cursor;
+    const offset = cursor === undefined ? 0 : decodeOffsetCursor(cursor);
+    if (offset === null) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cursor'], message: 'must be a nextCursor of a previous page' });
+      return z.NEVER;
+    }
+    return { ...q, offset };
+  });
+}
+
+/** One page of an in-memory list, in the shape every collection answers with. */
+export function pageOf<T>(all: T[], q: { limit: number; offset: number }): Page<T> {
+  const items = all.slice(q.offset, q.offset + q.limit);
+  return { items, total: all.length, limit: q.limit, nextCursor: nextOffsetCursor(q.offset, items.length, all.length) };
+}
+
+export const pageSchema = paged(z.object(pageQuery).strict());
+export const hostQuery = paged(z.object({ state: z.enum(['online', 'offline', 'upgrading']).optional(), ...pageQuery }).strict());
 
 const bool = z.enum(['true', 'false'], { errorMap: () => ({ message: 'must be true or false' }) }).transform((v) => v === 'true');
 
@@ -31,18 +65,21 @@ export const createMigration = z
   })
   .strict();
 
-export const migrationQuery = z
-  .object({
-    phase: z.enum(MIGRATION_PHASES).optional(),
-    vm: vmId.optional(),
-    host: hostId.optional(),
-    campaign: anyId.optional(),
-    active: bool.optional(),
-    ...pageQuery,
-  })
-  .strict();
+export const migrationQuery = paged(
+  z
+    .object({
+      phase: z.enum(MIGRATION_PHASES).optional(),
+      vm: vmId.optional(),
+      host: hostId.optional(),
+      campaign: anyId.optional(),
+      active: bool.optional(),
+      ...pageQuery,
+    })
+    .strict(),
+);
 
-export const vmQuery = z.object({ host: hostId.optional(), state: z.string().max(32).optional(), ...pageQuery }).strict();
+export const vmQuery = paged(z.object({ host: hostId.optional(), state: z.string().max(32).optional(), ...pageQuery }).strict());
+export const checkpointQuery = paged(checkpointListQuerySchema);
 
 export const maintenance = z.object({ enabled: z.boolean() }).strict();
 export const drain = z.object({ evacuate: z.boolean().optional() }).strict();

@@ -1,5 +1,4 @@
-import { createParamDecorator, type ExecutionContext, type PipeTransform } from '@nestjs/common';
-import type { AuthedRequest } from './auth';
+import type { PipeTransform } from '@nestjs/common';
 import { z } from '@ferry/config';
 import { ValidationFailed } from '../core/errors';
 
@@ -44,67 +43,4 @@ export class QueryPipe<S extends z.ZodTypeAny> extends ZodPipe<S> {
 
 export function parse<S extends z.ZodTypeAny>(schema: S, value: unknown, root?: string): z.output<S> {
   return new ZodPipe(schema, root).transform(value);
-}
-
-/** A validated request header: `@Header('idempotency-key', schema)`. */
-export const ValidHeader = createParamDecorator((data: { name: string; schema: z.ZodTypeAny }, ctx: ExecutionContext) => {
-  const req = ctx.switchToHttp().getRequest<AuthedRequest>();
-  return parse(data.schema, req.headers[data.name], data.name);
-});
-
-/** Minimal zod -> JSON schema (the subset our DTO schemas use), for OpenAPI. */
-export function jsonSchema(s: z.ZodTypeAny): Record<string, unknown> {
-  const d = s._def as { typeName: string; [k: string]: unknown };
-  switch (d.typeName) {
-    case 'ZodObject': {
-      const shape = (s as z.ZodObject<z.ZodRawShape>).shape;
-      const properties: Record<string, unknown> = {};
-      const required: string[] = [];
-      for (const [k, v] of Object.entries(shape)) {
-        properties[k] = jsonSchema(v as z.ZodTypeAny);
-        if (!(v as z.ZodTypeAny).isOptional()) required.push(k);
-      }
-      return { type: 'object', properties, ...(required.length ? { required } : {}) };
-    }
-    case 'ZodString': {
-      const out: Record<string, unknown> = { type: 'string' };
-      for (const c of (d.checks as { kind: string; value?: unknown; regex?: RegExp }[]) ?? []) {
-        if (c.kind === 'regex' && c.regex) out.pattern = c.regex.source;
-        if (c.kind === 'min') out.minLength = c.value;
-        if (c.kind === 'max') out.maxLength = c.value;
-        if (c.kind === 'url') out.format = 'uri';
-      }
-      return out;
-    }
-    case 'ZodNumber': {
-      const out: Record<string, unknown> = { type: ((d.checks as { kind: string }[]) ?? []).some((c) => c.kind === 'int') ? 'integer' : 'number' };
-      for (const c of (d.checks as { kind: string; value?: number; inclusive?: boolean }[]) ?? []) {
-        if (c.kind === 'min') out[c.inclusive ? 'minimum' : 'exclusiveMinimum'] = c.value;
-        if (c.kind === 'max') out[c.inclusive ? 'maximum' : 'exclusiveMaximum'] = c.value;
-      }
-      return out;
-    }
-    case 'ZodBoolean':
-      return { type: 'boolean' };
-    case 'ZodEnum':
-      return { type: 'string', enum: d.values as string[] };
-    case 'ZodLiteral':
-      return { enum: [d.value] };
-    case 'ZodOptional':
-    case 'ZodNullable':
-      return jsonSchema(d.innerType as z.ZodTypeAny);
-    case 'ZodDefault':
-      return { ...jsonSchema(d.innerType as z.ZodTypeAny), default: (d.defaultValue as () => unknown)() };
-    case 'ZodEffects':
-      return jsonSchema(d.schema as z.ZodTypeAny);
-    case 'ZodArray':
-      return { type: 'array', items: jsonSchema(d.type as z.ZodTypeAny) };
-    case 'ZodUnion':
-    case 'ZodDiscriminatedUnion':
-      return { oneOf: [...((d.options as z.ZodTypeAny[] | Map<unknown, z.ZodTypeAny>).values())].map(jsonSchema) };
-    case 'ZodRecord':
-      return { type: 'object', additionalProperties: true };
-    default:
-      return {};
-  }
 }

@@ -42,23 +42,24 @@ export async function api<T>(method: string, path: string, body?: unknown, token
   }
   if (!res.ok) {
     const err = json as ApiError | undefined;
-    const detail = err?.message ?? (text.slice(0, 200) || res.statusText);
+    const detail = err?.detail ?? (text.slice(0, 200) || res.statusText);
     const issues = err?.issues?.map((i) => `${i.field}: ${i.rule}`).join('; ');
     throw new HttpError(res.status, `${method} ${path}: ${res.status} ${Array.isArray(detail) ? detail.join('; ') : detail}${issues ? ` (${issues})` : ''}`, err);
   }
   return json as T;
 }
 
-/** Lists are Page<T>; accept a bare array too. Fetches every page. */
+/** Every item of a collection (Page<T>), following nextCursor. */
 export async function listAll<T>(path: string, token = getToken()): Promise<T[]> {
   const out: T[] = [];
-  const limit = 500;
-  for (let offset = 0; offset < 100_000; offset += limit) {
-    const sep = path.includes('?') ? '&' : '?';
-    const page = await api<Page<T> | T[]>('GET', `${path}${sep}limit=${limit}&offset=${offset}`, undefined, token);
-    if (Array.isArray(page)) return page;
+  const sep = path.includes('?') ? '&' : '?';
+  let cursor: string | null = null;
+  // bounded: 200 pages of 500
+  for (let n = 0; n < 200; n++) {
+    const page: Page<T> = await api<Page<T>>('GET', `${path}${sep}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, undefined, token);
     out.push(...page.items);
-    if (page.items.length < limit || out.length >= page.total) break;
+    cursor = page.nextCursor;
+    if (!cursor) break;
   }
   return out;
 }

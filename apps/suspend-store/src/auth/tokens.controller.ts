@@ -1,4 +1,5 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Res, UseGuards, UseInterceptors } from '@nestjs/common';
+import type { Response } from 'express';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { badRequest } from '../common/errors';
@@ -31,17 +32,19 @@ export class TokensController {
     },
   })
   @ApiResponse({ status: 201, description: '{ token, id, name, scopes, created }' })
-  async create(@Body() body: unknown) {
+  async create(@Body() body: unknown, @Res({ passthrough: true }) res: Response) {
     const r = CreateToken.safeParse(body ?? {});
     if (!r.success) throw badRequest(`body: ${r.error.issues[0]!.path.join('.') || 'JSON'}: ${r.error.issues[0]!.message}`);
     const { token, record } = await this.tokens.create(r.data.name, r.data.scopes);
+    res.location(`/v1/tokens/${encodeURIComponent(record.id)}`);
     return { token, ...record };
   }
 
   @Get()
-  @ApiOperation({ summary: 'List tokens made through the API (never the tokens themselves)' })
-  list() {
-    return this.tokens.list();
+  @ApiOperation({ summary: 'List tokens made through the API (never the tokens themselves); one page, as every collection' })
+  async list() {
+    // the few tokens an operator makes fit one page: no cursor is ever needed
+    return { items: await this.tokens.list(), nextCursor: null };
   }
 
   @Delete(':id')

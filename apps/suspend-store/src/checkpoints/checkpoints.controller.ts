@@ -96,9 +96,10 @@ export class CheckpointsController {
   @ApiQuery({ name: 'vm', required: false })
   @ApiQuery({ name: 'cursor', required: false, description: 'nextCursor of the previous page' })
   @ApiQuery({ name: 'limit', required: false, description: '1-1000, default 50' })
-  @ApiResponse({ status: 200, description: '{ items: metadata[], nextCursor: string | null }' })
-  list(@Query() query: unknown) {
-    return this.checkpoints.list(parseListQuery(query));
+  @ApiResponse({ status: 200, description: '{ items: metadata[], nextCursor: string | null, limit }: the page shape of libs/contracts/src/page.ts, without total' })
+  async list(@Query() query: unknown) {
+    const q = parseListQuery(query);
+    return { ...(await this.checkpoints.list(q)), limit: q.limit };
   }
 
   @Get(':id/meta')

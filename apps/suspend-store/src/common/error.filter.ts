@@ -1,5 +1,6 @@
 import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import { PROBLEM_CONTENT_TYPE, problem, problemKindForStatus, wwwAuthenticate, type Problem, type ProblemKind } from '@ferry/contracts';
 import { StoreError } from './errors';
 
 /** An error an HTTP library made for the client (http-errors: `expose` is set only for 4xx). */
@@ -8,7 +9,7 @@ function isClientHttpError(e: unknown): e is Error & { status: number } {
   return e instanceof Error && typeof x?.status === 'number' && x.status >= 400 && x.status < 500 && x.expose === true;
 }
 
-/** Every error as `{ statusCode, error, message }` with a one-line message; never a crash. */
+/** Every error as `application/problem+json` (libs/contracts/src/problem.ts) with a one-line detail; never a crash. */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
   private readonly log = new Logger('HTTP');
@@ -16,27 +17,22 @@ export class ErrorFilter implements ExceptionFilter {
   catch(e: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     const req = host.switchToHttp().getRequest<Request>();
-    let status = 500;
-    let code = 'internal';
-    let message = 'internal error';
+    let body: Problem;
     if (e instanceof StoreError) {
-      status = e.status;
-      code = e.code;
-      message = e.message;
+      const kind: ProblemKind = e.code === 'integrity' ? 'integrity' : problemKindForStatus(e.status);
+      body = problem(kind, e.message, req.path, undefined, e.status, e.code);
     } else if (isClientHttpError(e)) {
       // body-parser's refusals (http-errors): 413 too large, 400 malformed JSON, 415 charset...
-      status = e.status;
-      code = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : 'bad_request';
-      message = e.message;
+      body = problem(problemKindForStatus(e.status), e.message, req.path, undefined, e.status);
     } else if (e instanceof HttpException) {
-      status = e.getStatus();
-      const body = e.getResponse();
-      code = e.name.replace(/Exception$/, '').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
-      const m = typeof body === 'object' && body !== null ? (body as { message?: unknown }).message : body;
-      message = Array.isArray(m) ? m.join('; ') : String(m ?? e.message);
+      const r = e.getResponse();
+      const m = typeof r === 'object' && r !== null ? (r as { message?: unknown }).message : r;
+      body = problem(problemKindForStatus(e.getStatus()), Array.isArray(m) ? m.join('; ') : String(m ?? e.message), req.path, undefined, e.getStatus());
+    } else {
+      body = problem('internal', 'internal error', req.path);
     }
-    if (status >= 500) this.log.error(`${req.method} ${req.originalUrl}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    if (res.headersSent || status === 499) {
+    if (body.status >= 500) this.log.error(`${req.method} ${req.originalUrl}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    if (res.headersSent || body.status === 499) {
       res.destroy();
       return;
     }
@@ -48,6 +44,7 @@ export class ErrorFilter implements ExceptionFilter {
         if (!req.complete) req.socket.destroy();
       }, 60_000).unref();
     }
-    res.status(status).json({ statusCode: status, error: code, message: message.split('\n')[0] });
+    if (body.status === 401) res.setHeader('WWW-Authenticate', wwwAuthenticate('ferry-store', typeof req.headers.authorization === 'string'));
+    res.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   }
 }

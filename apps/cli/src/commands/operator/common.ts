@@ -146,7 +146,7 @@ export function fail(ctx: { verb: string; url: string; tokenSource?: string }, e
   }
   if (e instanceof FerryApiError) {
     const body = e.body as ApiError | string;
-    let msg = typeof body === 'string' ? body.trim() || 'no message' : body.message;
+    let msg = typeof body === 'string' ? body.trim() || 'no message' : body.detail;
     if (typeof body !== 'string' && body.issues?.length) msg += ` (${body.issues.map((i) => `${i.field}: ${i.rule}`).join('; ')})`;
     msg = msg.replace(/\s*\n\s*/g, ' ');
     const extra = hint?.(e.status, msg) ?? (e.status === 401 && ctx.tokenSource !== undefined ? `${msg}: ${tokenHelp(ctx.tokenSource)}` : undefined);

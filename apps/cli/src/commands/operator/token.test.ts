@@ -76,10 +76,12 @@ describe('ferry hosts against a control plane', () => {
     server = http.createServer((req, res) => {
       seen.push(req.headers.authorization ?? '');
       if (req.headers.authorization !== 'Bearer fa-saved-by-ferry-up-0123') {
-        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 401, error: 'unauthorized', message: 'invalid token' }));
+        res
+          .writeHead(401, { 'content-type': 'application/problem+json', 'www-authenticate': 'Bearer realm="ferry", error="invalid_token"' })
+          .end(JSON.stringify({ type: 'https://ferry.dev/problems/unauthorized', title: 'Authentication required', status: 401, detail: 'invalid token', instance: '/v1/hosts' }));
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('[]');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ items: [], nextCursor: null, limit: 500, total: 0 }));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;

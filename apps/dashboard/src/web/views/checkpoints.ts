@@ -29,12 +29,15 @@ export function checkpointsView(app: App): View {
     const vm = vmFilter.value;
     const out: CheckpointDto[] = [];
     try {
-      for (let offset = 0; ; ) {
-        const page = await api<CheckpointPage>('GET', `/v1/checkpoints?limit=500&offset=${offset}${vm ? `&vm=${encodeURIComponent(vm)}` : ''}`);
+      for (let cursor: string | null = null; ; ) {
+        const page: CheckpointPage = await api<CheckpointPage>(
+          'GET',
+          `/v1/checkpoints?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}${vm ? `&vm=${encodeURIComponent(vm)}` : ''}`,
+        );
         policy = page.retentionPolicy;
         out.push(...page.items);
-        offset += page.limit;
-        if (!page.items.length || offset >= page.total) break;
+        cursor = page.nextCursor;
+        if (!cursor) break;
       }
       items = out;
       error = null;
