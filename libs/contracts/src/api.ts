@@ -72,11 +72,14 @@ export interface DrainRequest {
 
 export type VmState = 'running' | 'paused' | 'migrating' | 'suspending' | 'suspended' | 'resuming' | 'missing';
 
+/** What every view of a checkpoint carries (CheckpointDto and the control plane's record extend it). */
 export interface CheckpointSummary {
   id: string;
   vmId: string;
   createdAt: string;
+  /** The host the VM was suspended from. */
   sourceHostId: string;
+  /** Size and sha256 the agent reported for its upload. */
   bytes: number;
   sha256: string;
   memoryDigest: string | null;

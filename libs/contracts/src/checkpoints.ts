@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { cursorPageQuery, type Page } from './page';
+import type { CheckpointSummary } from './api';
 import { HOST_ID_PATTERN, VM_ID_PATTERN, type VmSpec } from './jobs';
 
 /** The suspend-store's id rule: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit, no `..`. */
@@ -119,16 +120,7 @@ export interface CheckpointImageDto {
   vcpus: number | null;
 }
 
-export interface CheckpointDto {
-  id: string;
-  vmId: string;
-  createdAt: string;
-  /** The host the VM was suspended from. */
-  sourceHostId: string;
-  /** Size and sha256 the agent reported for its upload. */
-  bytes: number;
-  sha256: string;
-  memoryDigest: string | null;
+export interface CheckpointDto extends CheckpointSummary {
   /** The VM as it was when suspended: a resume from this checkpoint restores this guest. */
   vm: VmSpec | null;
   /** The suspend operation that made it. */

@@ -1,20 +1,13 @@
 /** Redis I/O of the control plane's checkpoint records (the images themselves live in the suspend-store). */
 import { Inject, Injectable } from '@nestjs/common';
 import type Redis from 'ioredis';
-import type { CheckpointImageDto, VmSpec } from '@ferry/contracts';
+import type { CheckpointImageDto, CheckpointSummary, VmSpec } from '@ferry/contracts';
 import { REDIS } from '../config';
 import { parseJson } from './redis';
 import { RedisKeys } from './repos';
 
 /** One checkpoint as the control plane knows it: what the suspend reported, and the store's metadata once read. */
-export interface CheckpointRecord {
-  id: string;
-  vmId: string;
-  createdAt: string;
-  sourceHostId: string;
-  bytes: number;
-  sha256: string;
-  memoryDigest: string | null;
+export interface CheckpointRecord extends CheckpointSummary {
   vm: VmSpec | null;
   operationId: string | null;
   image: CheckpointImageDto | null;

@@ -78,17 +78,7 @@ export class MigrationSender {
     op.signal.addEventListener('abort', onAbort, { once: true });
     let answered: StreamReceiveResponse | null = null;
     try {
-      upload = await StreamUpload.open({
-        url: p.target.dataUrl.replace(/\/+$/, '') + AGENT_DATA_API.stream(p.migrationId),
-        token: p.streamToken,
-        attempt: p.attempt,
-        deadline: Date.now() + this.opts.connectTimeoutMs,
-        signal: op.signal,
-        ...(this.opts.tlsCa ? { ca: this.opts.tlsCa } : {}),
-      }).catch((e: unknown) => {
-        if (op.cancelled) throw op.signal.reason;
-        throw e instanceof UploadRefused ? new AgentFailure(e.status === 404 || e.status === 0 ? 'TIMEOUT' : 'STREAM_ERROR', `cannot open the stream to ${p.target.hostId}: ${e.message}`, true) : e;
-      });
+      upload = await this.openStream(p, op, (o) => StreamUpload.open(o));
       phase = p.mode === 'live' ? 'precopy' : 'stop-copy';
       round = 1;
       const handle = await this.driver.save(p.vmId, {
@@ -242,17 +232,7 @@ export class MigrationSender {
     op.signal.addEventListener('abort', onAbort, { once: true });
     let xlExit: Promise<void> | null = null;
     try {
-      link = await openDuplex({
-        url: p.target.dataUrl.replace(/\/+$/, '') + AGENT_DATA_API.stream(p.migrationId),
-        token: p.streamToken,
-        attempt: p.attempt,
-        deadline: Date.now() + this.opts.connectTimeoutMs,
-        signal: op.signal,
-        ...(this.opts.tlsCa ? { ca: this.opts.tlsCa } : {}),
-      }).catch((e: unknown) => {
-        if (op.cancelled) throw op.signal.reason;
-        throw e instanceof UploadRefused ? new AgentFailure(e.status === 404 || e.status === 0 ? 'TIMEOUT' : 'STREAM_ERROR', `cannot open the stream to ${p.target.hostId}: ${e.message}`, true) : e;
-      });
+      link = await this.openStream(p, op, openDuplex);
       link.on('error', () => undefined); // surfaces as a failed read or write
       await sock.listen();
       xlExit = live.migrateOut(p.vmId, sock.command(), { FERRY_XL_TRANSPORT_TOKEN: sock.token }, migration);
@@ -364,6 +344,24 @@ export class MigrationSender {
    * After `xl migrate` failed: xl resumed the guest itself (or it never stopped, in pre-copy). Unpause
    * it only if it is paused: Xen refuses to unpause a domain nobody paused.
    */
+  /**
+   * Opens the data stream to the target with `open` (a one-way upload or a duplex link). A cancel
+   * fails with its reason; a refusal is retryable, as TIMEOUT when the target never took the stream.
+   */
+  private openStream<T>(p: MigrateSendPayload, op: Operation, open: (o: Parameters<typeof openDuplex>[0]) => Promise<T>): Promise<T> {
+    return open({
+      url: p.target.dataUrl.replace(/\/+$/, '') + AGENT_DATA_API.stream(p.migrationId),
+      token: p.streamToken,
+      attempt: p.attempt,
+      deadline: Date.now() + this.opts.connectTimeoutMs,
+      signal: op.signal,
+      ...(this.opts.tlsCa ? { ca: this.opts.tlsCa } : {}),
+    }).catch((e: unknown) => {
+      if (op.cancelled) throw op.signal.reason;
+      throw e instanceof UploadRefused ? new AgentFailure(e.status === 404 || e.status === 0 ? 'TIMEOUT' : 'STREAM_ERROR', `cannot open the stream to ${p.target.hostId}: ${e.message}`, true) : e;
+    });
+  }
+
   private async resumeAfterXl(vmId: string): Promise<void> {
     if (!(await this.driver.spec(vmId))) return;
     await this.driver.setState(vmId, 'running', null);
