@@ -104,7 +104,8 @@ export class MigrationReceiver {
       this.reporter.progress('migrate-receive', p.migrationId, p.attempt, {
         phase,
         bytesDone,
-        bytesTotal: p.vm.memoryMiB * 1024 * 1024,
+        // the stream carries more than the guest's memory (headers, vCPU and device state)
+        bytesTotal: Math.max(bytesDone, p.vm.memoryMiB * 1024 * 1024),
         round: 0,
         dirtyRate: 0,
         rate: 0,
