@@ -13,11 +13,11 @@ const SCRIPT = path.resolve(__dirname, '../../../tools/ci/summary.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-ci-summary-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function run(report: unknown): { out: string; code: number } {
+function run(report: unknown, ...args: string[]): { out: string; code: number } {
   const file = path.join(dir, `r${Math.random().toString(36).slice(2)}.json`);
   if (report !== undefined) fs.writeFileSync(file, JSON.stringify(report));
   try {
-    return { out: execFileSync(process.execPath, [SCRIPT, file], { encoding: 'utf8' }).trim(), code: 0 };
+    return { out: execFileSync(process.execPath, [SCRIPT, file, ...args], { encoding: 'utf8' }).trim(), code: 0 };
   } catch (e) {
     const err = e as { stdout: string; status: number };
     return { out: err.stdout.trim(), code: err.status };
@@ -63,6 +63,13 @@ describe('CI closing line', () => {
       out: 'tests: 5 passed, 0 failed, 0 skipped',
       code: 0,
     });
+  });
+
+  it('an error outside every test (vitest exited 1, its report says success) is one failure', () => {
+    const r = run({ numPassedTests: 5, numFailedTests: 0, numPendingTests: 0, success: true, testResults: [passed] }, '--exit-code', '1');
+    expect(r.out).toMatch(/^tests: 5 passed, 1 failed, 0 skipped \(vitest exited 1: /);
+    expect(r.code).toBe(1);
+    expect(run({ numPassedTests: 5, numFailedTests: 0, success: true, testResults: [passed] }, '--exit-code', '0').code).toBe(0);
   });
 
   it('a missing report is a failure, not silence', () => {
