@@ -100,19 +100,7 @@ export class MigrationReceiver {
   }
 
   async receive(p: MigrateReceivePayload, op: Operation): Promise<MigrateReceiveResult> {
-    const progress = (phase: 'preparing' | 'verifying', bytesDone: number): void =>
-      this.reporter.progress('migrate-receive', p.migrationId, p.attempt, {
-        phase,
-        bytesDone,
-        // the stream carries more than the guest's memory (headers, vCPU and device state)
-        bytesTotal: Math.max(bytesDone, p.vm.memoryMiB * 1024 * 1024),
-        round: 0,
-        dirtyRate: 0,
-        rate: 0,
-        etaMs: null,
-        expectedDowntimeMs: null,
-        downtimeMs: null,
-      });
+    const progress = (phase: 'preparing' | 'verifying', bytesDone: number): void => this.progressOf(p, phase, bytesDone);
     if (await this.driver.spec(p.vm.vmId)) await this.waitForDeparture(p, p.connectTimeoutMs, op);
     progress('preparing', 0);
     const exp = new Expectation(p);
@@ -341,6 +329,7 @@ export class MigrationReceiver {
     this.reporter.progress('migrate-receive', p.migrationId, p.attempt, {
       phase,
       bytesDone,
+      // the stream carries more than the guest's memory (headers, vCPU and device state)
       bytesTotal: Math.max(bytesDone, p.vm.memoryMiB * 1024 * 1024),
       round: 0,
       dirtyRate: 0,
