@@ -188,7 +188,7 @@ export class XlDriver implements HypervisorDriver {
       let ok = false;
       try {
         // xl failing before it opens the FIFO would leave our open blocked for good: end it with EOF
-        unblockIfExitsFirst(exit, rs, fifo, 'writer');
+        unblockIfExitsFirst(exit, rs, fifo);
         try {
           for await (const chunk of rs) {
             summary.pageBytes += (chunk as Buffer).byteLength;
@@ -246,7 +246,7 @@ export class XlDriver implements HypervisorDriver {
     try {
       const ws = createWriteStream(fifo);
       // xl failing before it opens the FIFO would leave our open blocked for good: let it through
-      unblockIfExitsFirst(exit, ws, fifo, 'reader');
+      unblockIfExitsFirst(exit, ws, fifo);
       const onBytes = opts.onBytes;
       // pipeline: backpressure and errors (EPIPE when xl dies) without a listener per drain
       const written = pipeline(async function* () {
@@ -305,18 +305,30 @@ export class XlDriver implements HypervisorDriver {
 
 /**
  * A FIFO open blocks until the other side opens it. If xl exits before it opened the FIFO (bad
- * arguments, an unknown domain, no memory), nothing ever will: open the other side ourselves, without
- * blocking, and close it at once, so our open returns and the stream ends (EOF, or EPIPE on write);
- * the caller then reports xl's exit status and stderr.
+ * arguments, an unknown domain, no memory), nothing ever will: stand in for xl's end with an O_RDWR
+ * open (on Linux that never blocks on a FIFO), hold it until our own open has returned (it may
+ * still be queued in the thread pool), then close it, so the stream ends (EOF, or EPIPE on write);
+ * the caller then reports xl's exit status and stderr. Opening only the other side, non-blocking,
+ * would race our open: a writer's open fails with ENXIO while no reader is there yet.
  */
-function unblockIfExitsFirst(exit: Promise<void>, s: { once(ev: 'open', fn: () => void): unknown }, fifo: string, side: 'reader' | 'writer'): void {
+function unblockIfExitsFirst(exit: Promise<void>, s: { once(ev: 'open' | 'close', fn: () => void): unknown }, fifo: string): void {
   let opened = false;
   s.once('open', () => (opened = true));
   const unblock = (): void => {
     if (opened) return;
-    open(fifo, (side === 'reader' ? fsc.O_RDONLY : fsc.O_WRONLY) | fsc.O_NONBLOCK)
-      .then((fh) => fh.close())
-      .catch(() => undefined); // ENOENT: already cleaned up; ENXIO: our own open is gone too
+    open(fifo, fsc.O_RDWR | fsc.O_NONBLOCK)
+      .then((fh) => {
+        let released = false;
+        const release = (): void => {
+          if (released) return;
+          released = true;
+          fh.close().catch(() => undefined);
+        };
+        if (opened) return release();
+        s.once('open', release);
+        s.once('close', release);
+      })
+      .catch(() => undefined); // ENOENT: already cleaned up
   };
   exit.then(unblock, unblock);
 }
